@@ -1,0 +1,134 @@
+/**
+ * Prometheus metrics (prom-client). Names follow <namespace>_<area>_<thing>_<unit>;
+ * label values are bounded: route names come from the config, results and status
+ * classes from closed sets. Never a path, a host from a request, or a token.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ExchangeResult, RouteTokenStatus, TokenProviderObserver } from '../cache/token-provider.js';
+import type { ProxyObserver } from '../proxy/reverse-proxy.js';
+
+export const METRIC_PREFIX = 'sts_sidecar_';
+
+export interface SidecarMetrics {
+  readonly registry: Registry;
+  readonly tokenObserver: TokenProviderObserver;
+  readonly proxyObserver: ProxyObserver;
+}
+
+function statusClass(code: number): string {
+  if (code >= 100 && code < 600) return `${Math.floor(code / 100)}xx`;
+  return 'other';
+}
+
+export function createMetrics(routeNames: readonly string[], tokenStatus: () => RouteTokenStatus[]): SidecarMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const known = new Set(routeNames);
+  // Anything not configured is folded into one value so a label can never grow without bound.
+  const routeLabel = (route: string) => (known.has(route) ? route : 'unmatched');
+
+  const exchanges = new Counter({
+    name: `${METRIC_PREFIX}sts_exchanges_total`,
+    help: 'Token exchanges at the STS, by route and result (success, oauth_error, invalid_response, timeout, unreachable, server_error, subject_token_error, error).',
+    labelNames: ['route', 'result'] as const,
+    registers: [registry],
+  });
+  const exchangeDuration = new Histogram({
+    name: `${METRIC_PREFIX}sts_exchange_duration_seconds`,
+    help: 'Duration of token exchanges at the STS, successful or not.',
+    labelNames: ['route'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const cacheHits = new Counter({
+    name: `${METRIC_PREFIX}token_cache_hits_total`,
+    help: 'Token lookups answered from the cache.',
+    labelNames: ['route'] as const,
+    registers: [registry],
+  });
+  const cacheMisses = new Counter({
+    name: `${METRIC_PREFIX}token_cache_misses_total`,
+    help: 'Token lookups that had to wait for an exchange (or failed for want of one).',
+    labelNames: ['route'] as const,
+    registers: [registry],
+  });
+  const invalidations = new Counter({
+    name: `${METRIC_PREFIX}token_invalidations_total`,
+    help: 'Cached tokens dropped because the upstream rejected them with 401.',
+    labelNames: ['route'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: `${METRIC_PREFIX}token_expiry_seconds`,
+    help: "Seconds until the route's current token expires (absent until a token was issued; 0 once expired).",
+    labelNames: ['route'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of tokenStatus()) if (s.expiresInSeconds !== undefined) this.set({ route: s.route }, s.expiresInSeconds);
+    },
+  });
+  new Gauge({
+    name: `${METRIC_PREFIX}token_valid`,
+    help: '1 when the route holds a token that may be injected now, else 0.',
+    labelNames: ['route'] as const,
+    registers: [registry],
+    collect() {
+      for (const s of tokenStatus()) this.set({ route: s.route }, s.valid ? 1 : 0);
+    },
+  });
+  const requests = new Counter({
+    name: `${METRIC_PREFIX}proxy_requests_total`,
+    help: 'Requests handled by the proxy, by route ("unmatched" when none) and response status class.',
+    labelNames: ['route', 'status_class'] as const,
+    registers: [registry],
+  });
+  const requestDuration = new Histogram({
+    name: `${METRIC_PREFIX}proxy_request_duration_seconds`,
+    help: 'Time from receiving a request to the end of its response, by route.',
+    labelNames: ['route'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const retries = new Counter({
+    name: `${METRIC_PREFIX}proxy_upstream_401_retries_total`,
+    help: 'Requests retried once with a fresh token after the upstream answered 401.',
+    labelNames: ['route'] as const,
+    registers: [registry],
+  });
+
+  // Pre-bind children on the hot path: label hashing per request is measurable.
+  type Child = { inc(): void };
+  const requestChildren = new Map<string, Child>();
+  const durationChildren = new Map<string, { observe(v: number): void }>();
+  const requestChild = (route: string, cls: string): Child => {
+    const key = `${route}\u0000${cls}`;
+    let child = requestChildren.get(key);
+    if (!child) requestChildren.set(key, (child = requests.labels(route, cls)));
+    return child;
+  };
+  const durationChild = (route: string) => {
+    let child = durationChildren.get(route);
+    if (!child) durationChildren.set(route, (child = requestDuration.labels(route)));
+    return child;
+  };
+
+  const tokenObserver: TokenProviderObserver = {
+    cacheHit: (route) => cacheHits.labels(routeLabel(route)).inc(),
+    cacheMiss: (route) => cacheMisses.labels(routeLabel(route)).inc(),
+    exchanged(route: string, result: ExchangeResult, seconds: number) {
+      exchanges.labels(routeLabel(route), result).inc();
+      exchangeDuration.labels(routeLabel(route)).observe(seconds);
+    },
+    invalidated: (route) => invalidations.labels(routeLabel(route)).inc(),
+  };
+  const proxyObserver: ProxyObserver = {
+    finished(route, statusCode, seconds) {
+      const r = routeLabel(route);
+      requestChild(r, statusClass(statusCode)).inc();
+      durationChild(r).observe(seconds);
+    },
+    retriedAfter401: (route) => retries.labels(routeLabel(route)).inc(),
+  };
+  return { registry, tokenObserver, proxyObserver };
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+/**
+ * sts-sidecar command line: run | check-config | dev-sts | demo.
+ */
+import { runCommand } from './run.js';
+import { checkConfigCommand } from './check-config.js';
+import { demoCommand } from './demo.js';
+import { runDevStsCommand } from '../devsts/cli.js';
+import { VERSION } from '../version.js';
+
+const USAGE = `sts-sidecar ${VERSION}: exchanges the workload's credential at an STS (RFC 8693) and injects the token
+
+Usage:
+  sts-sidecar [run] --config FILE     run the sidecar (or set STS_SIDECAR_CONFIG)
+  sts-sidecar check-config FILE       validate a config file and exit (0 = valid)
+  sts-sidecar dev-sts [options]       run the reference STS for development
+  sts-sidecar demo                    run the reference STS, a demo upstream and the sidecar together
+  sts-sidecar <command> --help        help for one command
+  sts-sidecar --version
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  switch (first) {
+    case undefined:
+      return runCommand([]);
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(USAGE);
+      return 0;
+    case '--version':
+    case '-v':
+      process.stdout.write(`${VERSION}\n`);
+      return 0;
+    case 'run':
+      return runCommand(rest);
+    case 'check-config':
+      return checkConfigCommand(rest);
+    case 'dev-sts':
+      return runDevStsCommand(rest);
+    case 'demo':
+      return demoCommand(rest);
+    default:
+      if (first.startsWith('-')) return runCommand(argv);
+      process.stderr.write(`sts-sidecar: unknown command "${first}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`sts-sidecar: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,219 @@
+/**
+ * The configuration schema: what a user may write (YAML or JSON) and the
+ * normalised, typed shape the rest of the sidecar receives. Unknown keys are
+ * rejected everywhere (a typo must fail at start-up, not silently disable a
+ * setting). Only this file knows the user-facing spelling of settings.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+export const TOKEN_TYPE = {
+  jwt: 'urn:ietf:params:oauth:token-type:jwt',
+  accessToken: 'urn:ietf:params:oauth:token-type:access_token',
+  idToken: 'urn:ietf:params:oauth:token-type:id_token',
+} as const;
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const listenAddress = z.string().transform((value, ctx): ListenAddress => {
+  // Accept "host:port", "[v6]:port" and ":port" (loopback), nothing that needs DNS at bind time.
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: `expected HOST:PORT (e.g. 127.0.0.1:15001), got "${value}"` });
+    return z.NEVER;
+  }
+  const host = match[1] ?? (match[2] || '127.0.0.1');
+  if (host !== 'localhost' && isIP(host) === 0) {
+    ctx.addIssue({ code: 'custom', message: `listen host must be an IP address or localhost, got "${host}"` });
+    return z.NEVER;
+  }
+  return { host, port };
+});
+
+const seconds = (min: number) => z.number().finite().min(min);
+
+const nonEmpty = z.string().min(1, 'must not be empty');
+
+const stringList = z
+  .union([nonEmpty, z.array(nonEmpty).min(1)])
+  .transform((v) => (Array.isArray(v) ? v : [v]));
+
+const httpUrl = z.string().transform((value, ctx): URL => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `not a valid URL: "${value}"` });
+    return z.NEVER;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    ctx.addIssue({ code: 'custom', message: `must be an http:// or https:// URL, got "${url.protocol}"` });
+    return z.NEVER;
+  }
+  if (url.username || url.password) {
+    ctx.addIssue({ code: 'custom', message: 'must not carry credentials; use the clientAuth settings' });
+    return z.NEVER;
+  }
+  return url;
+});
+
+/** A secret given inline, from a file, or from an environment variable: exactly one. */
+const secretSource = z
+  .strictObject({ value: nonEmpty.optional(), file: nonEmpty.optional(), env: nonEmpty.optional() })
+  .superRefine((v, ctx) => {
+    const given = [v.value, v.file, v.env].filter((x) => x !== undefined).length;
+    if (given !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one of "file", "env" or "value"' });
+  });
+
+const subjectTokenSchema = z
+  .strictObject({
+    file: nonEmpty.optional(),
+    env: nonEmpty.optional(),
+    value: nonEmpty.optional(),
+    type: nonEmpty.default(TOKEN_TYPE.jwt),
+    /** Fallback poll for file sources, on top of fs.watch (which misses events on some volumes). */
+    pollIntervalSeconds: seconds(0.05).default(5),
+  })
+  .superRefine((v, ctx) => {
+    const given = [v.file, v.env, v.value].filter((x) => x !== undefined).length;
+    if (given !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one of "file", "env" or "value"' });
+  });
+
+const clientAuthSchema = z.discriminatedUnion('method', [
+  z.strictObject({ method: z.literal('none'), clientId: nonEmpty.optional() }),
+  z.strictObject({ method: z.literal('client_secret_basic'), clientId: nonEmpty, clientSecret: secretSource }),
+  z.strictObject({ method: z.literal('client_secret_post'), clientId: nonEmpty, clientSecret: secretSource }),
+]);
+
+const stsSchema = z
+  .strictObject({
+    url: httpUrl,
+    encoding: z.enum(['form', 'json']).default('form'),
+    /** JSON key spelling: camelCase as Google's v1/token documents, or snake_case as grpc-go sends. */
+    jsonFieldNames: z.enum(['camelCase', 'snake_case']).default('camelCase'),
+    ca: nonEmpty.optional(),
+    clientAuth: clientAuthSchema.default({ method: 'none' }),
+    actorToken: z.strictObject({ ...secretSource.shape, type: nonEmpty }).optional(),
+    timeoutSeconds: seconds(0.01).default(10),
+    maxResponseBytes: z.number().int().min(1024).default(1024 * 1024),
+    /** Plain-http STS URLs off loopback send the subject token in clear; require saying so. */
+    allowInsecureHttp: z.boolean().default(false),
+  })
+  .superRefine((v, ctx) => {
+    if (v.url.protocol === 'http:' && !v.allowInsecureHttp && !isLoopbackHost(v.url.hostname)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['url'],
+        message: 'plain http to a non-loopback STS would send the subject token in clear; use https or set sts.allowInsecureHttp: true',
+      });
+    }
+  });
+
+const authorizationSchema = z.strictObject({
+  header: nonEmpty.default('authorization').transform((h) => h.toLowerCase()),
+  scheme: z.string().default('Bearer'),
+  /** When false and the app already sent this header, the app's value is forwarded and no token is injected. */
+  replaceExisting: z.boolean().default(true),
+});
+
+const routeSchema = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'use 1-64 letters, digits, "_", "." or "-"'),
+    host: nonEmpty.transform((h) => h.toLowerCase()).optional(),
+    pathPrefix: z.string().startsWith('/', 'must start with "/"').default('/'),
+    listen: listenAddress.optional(),
+    upstream: httpUrl,
+    audience: stringList.optional(),
+    resource: stringList.optional(),
+    scope: stringList.transform((s) => s.join(' ')).optional(),
+    requestedTokenType: nonEmpty.default(TOKEN_TYPE.accessToken),
+    /** Google STS `options` (sent as a JSON string). */
+    options: z.record(z.string(), z.unknown()).optional(),
+    /** Lazy routes exchange on first use and do not gate /readyz. */
+    lazy: z.boolean().default(false),
+    authorization: authorizationSchema.prefault({}),
+    /** Forward the app's Host header instead of the upstream's. */
+    preserveHost: z.boolean().default(false),
+    upstreamTimeoutSeconds: seconds(0.01).default(30),
+  })
+  .superRefine((r, ctx) => {
+    if (!r.host && !r.listen) {
+      ctx.addIssue({ code: 'custom', message: 'give "host" (shared proxy listener) or "listen" (dedicated port), or both' });
+    }
+    if (r.upstream.search || r.upstream.hash) {
+      ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'must not have a query or fragment' });
+    }
+  });
+
+const cacheSchema = z.strictObject({
+  /** Refresh when this fraction of the token's lifetime is left (refresh-ahead). */
+  refreshBeforeExpiryRatio: z.number().gt(0).lt(1).default(0.25),
+  /** A token is treated as expired this many seconds early (capped at 5% of its lifetime). */
+  expirySkewSeconds: seconds(0).default(5),
+  retryInitialDelaySeconds: seconds(0.01).default(1),
+  retryMaxDelaySeconds: seconds(0.01).default(30),
+  maxEntries: z.number().int().min(1).default(1000),
+});
+
+export const configSchema = z
+  .strictObject({
+    proxy: z.strictObject({ listen: listenAddress.default({ host: '127.0.0.1', port: 15001 }) }).prefault({}),
+    admin: z.strictObject({ listen: listenAddress.default({ host: '127.0.0.1', port: 15000 }) }).prefault({}),
+    log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+    subjectToken: subjectTokenSchema,
+    sts: stsSchema,
+    cache: cacheSchema.prefault({}),
+    shutdown: z.strictObject({ drainSeconds: seconds(0).default(15) }).prefault({}),
+    routes: z.array(routeSchema).min(1, 'configure at least one route'),
+  })
+  .superRefine((c, ctx) => {
+    const names = new Set<string>();
+    const hostPaths = new Set<string>();
+    const listens = new Map<string, string>([
+      [addressKey(c.proxy.listen), 'proxy.listen'],
+      [addressKey(c.admin.listen), 'admin.listen'],
+    ]);
+    if (c.proxy.listen.port !== 0 && addressKey(c.proxy.listen) === addressKey(c.admin.listen)) {
+      ctx.addIssue({ code: 'custom', path: ['admin', 'listen'], message: 'is the same address as proxy.listen' });
+    }
+    c.routes.forEach((r, i) => {
+      if (names.has(r.name)) ctx.addIssue({ code: 'custom', path: ['routes', i, 'name'], message: `duplicate route name "${r.name}"` });
+      names.add(r.name);
+      if (r.host) {
+        const key = `${r.host} ${r.pathPrefix}`;
+        if (hostPaths.has(key)) {
+          ctx.addIssue({ code: 'custom', path: ['routes', i, 'pathPrefix'], message: `another route already serves host "${r.host}" with pathPrefix "${r.pathPrefix}"` });
+        }
+        hostPaths.add(key);
+      }
+      if (r.listen && r.listen.port !== 0) {
+        const other = listens.get(addressKey(r.listen));
+        if (other) ctx.addIssue({ code: 'custom', path: ['routes', i, 'listen'], message: `is the same address as ${other}` });
+        listens.set(addressKey(r.listen), `routes[${i}].listen`);
+      }
+    });
+  });
+
+function addressKey(a: ListenAddress): string {
+  return `${a.host}:${a.port}`;
+}
+
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\./.test(h);
+}
+
+export type Config = z.output<typeof configSchema>;
+export type RouteConfig = Config['routes'][number];
+export type StsConfig = Config['sts'];
+export type CacheConfig = Config['cache'];
+export type SubjectTokenConfig = Config['subjectToken'];
+export type ClientAuthConfig = StsConfig['clientAuth'];
+export type SecretSourceConfig = z.output<typeof secretSource>;
+export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -1,0 +1,22 @@
+/**
+ * Wire identifiers from RFC 8693 (token exchange) used by the dev STS. Kept in one
+ * place so the parser, the decision logic and the tests agree on exact spellings.
+ */
+
+/** RFC 8693 section 2.1: the only grant type the token endpoint accepts. */
+export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+/** RFC 8693 section 3: token type identifiers. */
+export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
+export const TOKEN_TYPE_ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
+
+/** Token types this STS can issue (requested_token_type, RFC 8693 section 2.1). */
+export type IssuableTokenType = typeof TOKEN_TYPE_ACCESS_TOKEN | typeof TOKEN_TYPE_JWT;
+
+/** subject_token_type / actor_token_type values under which a JWT is verified. */
+export const JWT_BEARING_TOKEN_TYPES: ReadonlySet<string> = new Set([
+  TOKEN_TYPE_JWT,
+  TOKEN_TYPE_ID_TOKEN,
+  TOKEN_TYPE_ACCESS_TOKEN,
+]);

@@ -1,0 +1,231 @@
+/**
+ * The dev STS over plain HTTP (node:http, no framework): routes, RFC 6749 response
+ * framing, live counters and shutdown. It speaks the protocol only; the decisions
+ * are in exchange.ts, parsing in request-parsing.ts and exchange-request.ts.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { JSONWebKeySet } from 'jose';
+import type { Logger } from 'pino';
+import { authenticateClient } from './client-auth.js';
+import { createExchanger, type Confirmation, type Exchanger, type IssuedToken } from './exchange.js';
+import { parseExchangeRequest } from './exchange-request.js';
+import { createJwtVerifier } from './jwt-verifier.js';
+import { OAuthError } from './oauth-error.js';
+import { resolveOptions, type DevStsOptions, type ResolvedDevStsOptions } from './options.js';
+import { readTokenParams } from './request-parsing.js';
+import { createTokenSigner } from './token-signer.js';
+
+export type { DevStsOptions } from './options.js';
+export type { StaticRule } from './exchange.js';
+export type { TrustedIssuer } from './jwt-verifier.js';
+
+export interface DevStsStats {
+  /** Requests that reached a token endpoint path, whatever their outcome. */
+  readonly tokenRequests: number;
+  /** Successful (200) token responses. */
+  readonly exchangesIssued: number;
+  /** Error responses from a token endpoint path; tokenRequests = exchangesIssued + errors once idle. */
+  readonly errors: number;
+}
+
+export interface DevSts {
+  /** Base URL, e.g. http://127.0.0.1:PORT. */
+  readonly url: string;
+  readonly tokenUrl: string;
+  readonly jwksUrl: string;
+  readonly issuer: string;
+  /** Live counters: every read returns the current value. */
+  readonly stats: DevStsStats;
+  readonly publicJwks: JSONWebKeySet;
+  /** Stops listening and closes every socket, idle or not. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Google's STS serves the same exchange at /v1/token. */
+const TOKEN_PATHS: ReadonlySet<string> = new Set(['/token', '/v1/token']);
+const JWKS_PATHS: ReadonlySet<string> = new Set(['/.well-known/jwks.json', '/jwks']);
+const HEALTH_PATH = '/healthz';
+
+/** RFC 6749 section 5.1: token responses (and errors, section 5.2) must not be cached. */
+const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' } as const;
+
+export async function startDevSts(opts: DevStsOptions = {}): Promise<DevSts> {
+  const options = resolveOptions(opts);
+  const signer = await createTokenSigner(options.signingJwk);
+  const verifier = createJwtVerifier(options.trustedIssuers);
+
+  const server = createServer();
+  await listen(server, options.host, options.port);
+  const url = baseUrl(server.address() as AddressInfo);
+  const issuer = options.issuer ?? url;
+  const exchanger = createExchanger({
+    issuer,
+    staticRules: options.staticRules,
+    verifier,
+    signer,
+    tokenLifetimeSeconds: options.tokenLifetimeSeconds,
+    rejectedTokenError: options.rejectedTokenError,
+  });
+  const counters = { tokenRequests: 0, exchangesIssued: 0, errors: 0 };
+  const log = options.logger?.child({ component: 'dev-sts' });
+  const handlerDeps: TokenHandlerDeps = { options, exchanger, counters, log };
+
+  // Attached after listen() resolved: the continuation runs as a microtask of the
+  // 'listening' callback, before any connection can be processed, so none is missed.
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    route(req, res, handlerDeps, signer.publicJwks).catch((err: unknown) => {
+      log?.error({ errName: errorName(err) }, 'dev STS request handler failed');
+      if (!res.headersSent) sendJson(res, 500, { error: 'server_error', error_description: 'internal error' }, NO_STORE);
+      else res.destroy();
+    });
+  });
+
+  let closing: Promise<void> | undefined;
+  const stats: DevStsStats = Object.freeze({
+    get tokenRequests() {
+      return counters.tokenRequests;
+    },
+    get exchangesIssued() {
+      return counters.exchangesIssued;
+    },
+    get errors() {
+      return counters.errors;
+    },
+  });
+  log?.info({ url, issuer, kid: signer.kid, trustedIssuers: options.trustedIssuers.map((t) => t.issuer) }, 'dev STS listening');
+
+  return Object.freeze({
+    url,
+    tokenUrl: `${url}/token`,
+    jwksUrl: `${url}/.well-known/jwks.json`,
+    issuer,
+    stats,
+    publicJwks: signer.publicJwks,
+    close(): Promise<void> {
+      closing ??= new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        // close() alone waits for keep-alive sockets; tests and demos must not hang on them.
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  });
+}
+
+interface TokenHandlerDeps {
+  readonly options: ResolvedDevStsOptions;
+  readonly exchanger: Exchanger;
+  readonly counters: { tokenRequests: number; exchangesIssued: number; errors: number };
+  readonly log: Logger | undefined;
+  /**
+   * Seam for the later mTLS listener: it will hash the TLS peer certificate into
+   * `x5t#S256` (RFC 8705 section 3.1) so issued JWTs carry `cnf`. Unset on plain HTTP.
+   */
+  readonly confirmationFor?: (req: IncomingMessage) => Confirmation | undefined;
+}
+
+async function route(req: IncomingMessage, res: ServerResponse, deps: TokenHandlerDeps, jwks: JSONWebKeySet): Promise<void> {
+  const path = pathOf(req.url);
+  if (TOKEN_PATHS.has(path)) return handleToken(req, res, path, deps);
+  if (JWKS_PATHS.has(path)) {
+    if (!allowReadOnly(req, res)) return;
+    return sendJson(res, 200, jwks, { 'cache-control': 'public, max-age=300' }, 'application/jwk-set+json');
+  }
+  if (path === HEALTH_PATH) {
+    if (!allowReadOnly(req, res)) return;
+    return sendJson(res, 200, { status: 'ok' }, { 'cache-control': 'no-store' });
+  }
+  sendJson(res, 404, { error: 'not_found', error_description: 'no such endpoint' }, NO_STORE);
+}
+
+/** RFC 8693 section 2: one POST in, one token (or an RFC 6749 section 5.2 error) out. */
+async function handleToken(req: IncomingMessage, res: ServerResponse, path: string, deps: TokenHandlerDeps): Promise<void> {
+  const { options, exchanger, counters, log } = deps;
+  counters.tokenRequests++;
+  try {
+    if (req.method !== 'POST') {
+      // RFC 6749 section 3.2: the client MUST use POST at the token endpoint.
+      throw new OAuthError('invalid_request', 'the token endpoint accepts POST only (RFC 6749 section 3.2)', {
+        status: 405,
+        headers: { allow: 'POST' },
+      });
+    }
+    const params = await readTokenParams(req, options.maxBodyBytes);
+    const client = authenticateClient(req.headers.authorization, params, options.clients);
+    const request = parseExchangeRequest(params);
+    const issued = await exchanger.exchange(request, { client, confirmation: deps.confirmationFor?.(req) });
+    counters.exchangesIssued++;
+    sendJson(res, 200, tokenResponseBody(issued), NO_STORE);
+    // Identity and types only: never the subject token, the issued token or credentials.
+    log?.info(
+      { path, status: 200, kind: issued.kind, sub: issued.subject, clientId: client?.clientId, issuedTokenType: issued.issuedTokenType },
+      'token issued',
+    );
+  } catch (err) {
+    counters.errors++;
+    const oauthError = err instanceof OAuthError ? err : new OAuthError('server_error', 'internal error', { cause: err });
+    if (!(err instanceof OAuthError)) log?.error({ path, errName: errorName(err) }, 'token request failed unexpectedly');
+    const headers: Record<string, string> = { ...NO_STORE, ...oauthError.headers };
+    // After a 413 the rest of the body is unread: close instead of draining an unbounded stream.
+    if (oauthError.status === 413) headers['connection'] = 'close';
+    sendJson(res, oauthError.status, oauthError.toJSON(), headers);
+    log?.info({ path, status: oauthError.status, error: oauthError.error, description: oauthError.message }, 'token request refused');
+  }
+}
+
+/** RFC 8693 section 2.2.1 response; `scope` only when the client asked for one. */
+function tokenResponseBody(issued: IssuedToken): Record<string, string | number> {
+  return {
+    access_token: issued.token,
+    issued_token_type: issued.issuedTokenType,
+    token_type: 'Bearer',
+    expires_in: issued.expiresInSeconds,
+    ...(issued.scope.length > 0 ? { scope: issued.scope.join(' ') } : {}),
+  };
+}
+
+function allowReadOnly(req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return true;
+  sendJson(res, 405, { error: 'method_not_allowed', error_description: 'use GET' }, { allow: 'GET, HEAD' });
+  return false;
+}
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Readonly<Record<string, string>>,
+  contentType = 'application/json',
+): void {
+  if (res.headersSent || res.destroyed) return;
+  const payload = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'content-type': contentType, 'content-length': Buffer.byteLength(payload) });
+  res.end(payload);
+}
+
+/** The path without query; parsed by hand because `new URL('//x', base)` would read `x` as a host. */
+function pathOf(rawUrl: string | undefined): string {
+  const url = rawUrl ?? '/';
+  const end = url.search(/[?#]/);
+  return end < 0 ? url : url.slice(0, end);
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function baseUrl(address: AddressInfo): string {
+  const host = address.address.includes(':') ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}
+
+function errorName(err: unknown): string {
+  return err instanceof Error ? err.name : typeof err;
+}

@@ -1,0 +1,127 @@
+/**
+ * One error hierarchy for the whole sidecar. Every error carries a stable `code`
+ * (ERR_<AREA>_<WHAT>) from a closed union so callers can `switch (err.code)`,
+ * and the HTTP status the proxy answers with when the error reaches an app.
+ *
+ * Messages never contain a token: they are built from our own words and from
+ * values that are safe to show (key paths, URLs without credentials, OAuth
+ * error codes). Upstream text that could echo a token goes through `scrub()`.
+ */
+
+export type ErrorCode =
+  | 'ERR_CONFIG_INVALID'
+  | 'ERR_CONFIG_UNREADABLE'
+  | 'ERR_SUBJECT_TOKEN_UNAVAILABLE'
+  | 'ERR_SUBJECT_TOKEN_EXPIRED'
+  | 'ERR_STS_TIMEOUT'
+  | 'ERR_STS_UNREACHABLE'
+  | 'ERR_STS_SERVER_ERROR'
+  | 'ERR_STS_OAUTH_ERROR'
+  | 'ERR_STS_RESPONSE_INVALID'
+  | 'ERR_STS_RESPONSE_TOO_LARGE'
+  | 'ERR_TOKEN_UNAVAILABLE'
+  | 'ERR_ROUTE_NOT_FOUND'
+  | 'ERR_UPSTREAM_UNREACHABLE'
+  | 'ERR_UPSTREAM_TIMEOUT'
+  | 'ERR_UPSTREAM_TLS'
+  | 'ERR_UPSTREAM_FAILED';
+
+export class SidecarError extends Error {
+  readonly code: ErrorCode;
+  /** The HTTP status an app sees when this error ends its request. */
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, status: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = status;
+  }
+}
+
+export class ConfigError extends SidecarError {
+  /** Dotted key path of the offending setting, e.g. `routes[0].upstream`. */
+  readonly path: string;
+  constructor(path: string, problem: string, options?: { cause?: unknown; code?: 'ERR_CONFIG_INVALID' | 'ERR_CONFIG_UNREADABLE' }) {
+    super(options?.code ?? 'ERR_CONFIG_INVALID', path ? `${path}: ${problem}` : problem, 500, options);
+    this.path = path;
+  }
+}
+
+export class SubjectTokenError extends SidecarError {
+  constructor(code: 'ERR_SUBJECT_TOKEN_UNAVAILABLE' | 'ERR_SUBJECT_TOKEN_EXPIRED', message: string, options?: { cause?: unknown }) {
+    super(code, message, 503, options);
+  }
+}
+
+export type StsErrorCode =
+  | 'ERR_STS_TIMEOUT'
+  | 'ERR_STS_UNREACHABLE'
+  | 'ERR_STS_SERVER_ERROR'
+  | 'ERR_STS_OAUTH_ERROR'
+  | 'ERR_STS_RESPONSE_INVALID'
+  | 'ERR_STS_RESPONSE_TOO_LARGE';
+
+export class StsError extends SidecarError {
+  constructor(code: StsErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, 503, options);
+  }
+}
+
+/** RFC 6749 section 5.2 error response from the STS, kept as the STS sent it (scrubbed). */
+export class StsOAuthError extends StsError {
+  readonly error: string;
+  readonly errorDescription: string | undefined;
+  /** HTTP status the STS answered with. */
+  readonly stsStatus: number;
+  constructor(error: string, errorDescription: string | undefined, stsStatus: number) {
+    super(
+      'ERR_STS_OAUTH_ERROR',
+      `STS rejected the exchange: ${error}${errorDescription ? ` (${errorDescription})` : ''}`,
+    );
+    this.error = error;
+    this.errorDescription = errorDescription;
+    this.stsStatus = stsStatus;
+  }
+}
+
+/** The sidecar could not produce a token for a route; the request is refused, never forwarded bare. */
+export class TokenUnavailableError extends SidecarError {
+  readonly route: string;
+  constructor(route: string, cause: unknown) {
+    const detail = cause instanceof SidecarError ? `${cause.code}: ${cause.message}` : 'exchange failed';
+    super('ERR_TOKEN_UNAVAILABLE', `no token available for route "${route}" (${detail})`, 503, { cause });
+    this.route = route;
+  }
+}
+
+export class RouteNotFoundError extends SidecarError {
+  constructor(message: string) {
+    super('ERR_ROUTE_NOT_FOUND', message, 404);
+  }
+}
+
+export class UpstreamError extends SidecarError {
+  constructor(
+    code: 'ERR_UPSTREAM_UNREACHABLE' | 'ERR_UPSTREAM_TIMEOUT' | 'ERR_UPSTREAM_TLS' | 'ERR_UPSTREAM_FAILED',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, code === 'ERR_UPSTREAM_TIMEOUT' ? 504 : 502, options);
+  }
+}
+
+export function isSidecarError(err: unknown): err is SidecarError {
+  return err instanceof SidecarError;
+}
+
+/** The code of the innermost SidecarError in a cause chain, for metrics and responses. */
+export function rootCode(err: unknown): ErrorCode | undefined {
+  let code: ErrorCode | undefined;
+  let current: unknown = err;
+  for (let depth = 0; depth < 8 && current instanceof Error; depth++) {
+    if (current instanceof SidecarError) code = current.code;
+    current = current.cause;
+  }
+  return code;
+}

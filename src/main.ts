@@ -1,0 +1,254 @@
+/**
+ * Wiring: config in, running sidecar out. The only place (with cli/) that knows every
+ * part; each part only knows the interfaces it is handed.
+ */
+import { readFile } from 'node:fs/promises';
+import type { DestinationStream } from 'pino';
+import { createAdminHandler } from './admin/server.js';
+import { createMetrics } from './admin/metrics.js';
+import { createTokenProvider, type RouteExchange, type TokenProvider } from './cache/token-provider.js';
+import type { Config, ListenAddress, RouteConfig } from './config/schema.js';
+import { openSecretSource, type SecretSource } from './credentials/secret-source.js';
+import { createSubjectTokenProvider } from './credentials/subject-token.js';
+import { ConfigError } from './errors.js';
+import { createLogger, type Logger } from './log/logger.js';
+import { registerSecret, forgetSecret } from './log/redact.js';
+import { listenHttp, type ListeningServer } from './proxy/listen.js';
+import {
+  createDedicatedListenerHandler,
+  createSharedListenerHandler,
+  type ProxyContext,
+  type ProxyRoute,
+  type RequestListener,
+} from './proxy/reverse-proxy.js';
+import { RouteTable } from './proxy/routing.js';
+import { createUpgradeHandler, type UpgradeListener } from './proxy/upgrade.js';
+import { createUpstream } from './proxy/upstream.js';
+import { clientSecretBasic, clientSecretPost, noClientAuth, type ClientAuth } from './sts/client-auth.js';
+import { createStsClient, type StsClient } from './sts/client.js';
+
+export interface StartOptions {
+  /** Where logs go (default stdout). Tests pass a stream to inspect them. */
+  readonly logDestination?: DestinationStream;
+  readonly logger?: Logger;
+  /** Wait for the first exchange of every eager route before resolving (default false). */
+  readonly waitForTokens?: boolean;
+}
+
+export interface Sidecar {
+  readonly proxyUrl: string;
+  readonly adminUrl: string;
+  /** URL of each route's dedicated listener, by route name. */
+  readonly routeUrls: Readonly<Record<string, string>>;
+  readonly tokens: TokenProvider;
+  readonly logger: Logger;
+  /** Resolves once every eager route has had its first exchange (successful or not). */
+  readonly warmedUp: Promise<void>;
+  close(drainMs?: number): Promise<void>;
+}
+
+export async function startSidecar(config: Config, options: StartOptions = {}): Promise<Sidecar> {
+  const logger = options.logger ?? createLogger(config.log.level, options.logDestination);
+  const cleanups: Array<() => void | Promise<void>> = [];
+  try {
+    return await build(config, options, logger, cleanups);
+  } catch (err) {
+    for (const c of cleanups.reverse()) await c();
+    throw err;
+  }
+}
+
+async function build(config: Config, options: StartOptions, logger: Logger, cleanups: Array<() => void | Promise<void>>): Promise<Sidecar> {
+  const onSourceError = (what: string) => (err: unknown) =>
+    logger.warn({ err, source: what }, 'could not re-read a credential file; keeping the previous value');
+
+  const subjectSource = await openSecretSource(config.subjectToken, {
+    keyPath: 'subjectToken',
+    pollIntervalMs: config.subjectToken.pollIntervalSeconds * 1000,
+    onError: onSourceError('subjectToken'),
+  });
+  cleanups.push(() => subjectSource.close());
+  trackSecret(subjectSource);
+  subjectSource.onChange(() => logger.info({ source: subjectSource.description }, 'subject token changed; exchanging ahead for active routes'));
+  const subjectTokens = createSubjectTokenProvider(subjectSource, config.subjectToken.type);
+
+  const sts = config.sts;
+  let actorToken: { current(): string; type: string } | undefined;
+  if (sts.actorToken) {
+    const source = await openSecretSource(sts.actorToken, { keyPath: 'sts.actorToken', onError: onSourceError('sts.actorToken') });
+    cleanups.push(() => source.close());
+    trackSecret(source);
+    actorToken = { current: () => source.current(), type: sts.actorToken.type };
+  }
+
+  const clientAuth = await buildClientAuth(config, cleanups, onSourceError('sts.clientAuth.clientSecret'));
+  const ca = sts.ca ? await readConfigFile(sts.ca, 'sts.ca') : undefined;
+  const stsClient: StsClient = createStsClient({
+    url: sts.url,
+    encoding: sts.encoding,
+    jsonFieldNames: sts.jsonFieldNames,
+    clientAuth,
+    ca,
+    timeoutMs: sts.timeoutSeconds * 1000,
+    maxResponseBytes: sts.maxResponseBytes,
+  });
+  cleanups.push(() => stsClient.close());
+
+  let tokens: TokenProvider | undefined;
+  const metrics = createMetrics(config.routes.map((r) => r.name), () => tokens?.status() ?? []);
+  tokens = createTokenProvider({
+    routes: config.routes.map(routeExchange),
+    subjectTokens,
+    actorToken,
+    exchange: (params) => stsClient.exchange(params),
+    refreshBeforeExpiryRatio: config.cache.refreshBeforeExpiryRatio,
+    expirySkewMs: config.cache.expirySkewSeconds * 1000,
+    retryInitialDelayMs: config.cache.retryInitialDelaySeconds * 1000,
+    retryMaxDelayMs: config.cache.retryMaxDelaySeconds * 1000,
+    maxEntries: config.cache.maxEntries,
+    observer: {
+      ...metrics.tokenObserver,
+      exchanged(route, result, seconds, error) {
+        metrics.tokenObserver.exchanged?.(route, result, seconds, error);
+        if (result === 'success') logger.debug({ route, ms: Math.round(seconds * 1000) }, 'token exchanged');
+        else logger.warn({ route, result, err: error }, 'token exchange failed');
+      },
+    },
+  });
+  const tokenProvider = tokens;
+  cleanups.push(() => tokenProvider.close());
+
+  const proxyRoutes: Array<ProxyRoute & { listen: RouteConfig['listen'] }> = [];
+  for (const route of config.routes) {
+    const upstream = createUpstream({ url: route.upstream, timeoutMs: route.upstreamTimeoutSeconds * 1000 });
+    cleanups.push(() => upstream.pool.destroy());
+    proxyRoutes.push({
+      name: route.name,
+      host: route.host,
+      pathPrefix: route.pathPrefix,
+      listen: route.listen,
+      upstream,
+      tokenHeader: route.authorization.header,
+      tokenScheme: route.authorization.scheme,
+      replaceExisting: route.authorization.replaceExisting,
+      preserveHost: route.preserveHost,
+    });
+  }
+
+  const ctx: ProxyContext = { tokens: tokenProvider, logger, observer: metrics.proxyObserver };
+  const servers: ListeningServer[] = [];
+  const listen = async (address: ListenAddress, key: string, onRequest: RequestListener, onUpgrade?: UpgradeListener) => {
+    try {
+      const s = await listenHttp(address, onRequest, onUpgrade);
+      servers.push(s);
+      cleanups.push(() => s.close(0));
+      return s;
+    } catch (err) {
+      throw new ConfigError(key, `cannot listen on ${address.host}:${address.port}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
+    }
+  };
+
+  const table = new RouteTable(proxyRoutes);
+  const shared = await listen(
+    config.proxy.listen,
+    'proxy.listen',
+    createSharedListenerHandler(proxyRoutes, ctx),
+    createUpgradeHandler((req) => table.match(req.headers.host, req.url ?? '/'), ctx),
+  );
+  const routeUrls: Record<string, string> = {};
+  for (const [i, route] of proxyRoutes.entries()) {
+    if (!route.listen) continue;
+    const s = await listen(
+      route.listen,
+      `routes[${i}].listen`,
+      createDedicatedListenerHandler(route, ctx),
+      createUpgradeHandler(() => route, ctx),
+    );
+    routeUrls[route.name] = s.url;
+  }
+
+  let accepting = true;
+  const admin = await listen(
+    config.admin.listen,
+    'admin.listen',
+    createAdminHandler({ registry: metrics.registry, tokenStatus: () => tokenProvider.status(), accepting: () => accepting }),
+  );
+
+  logger.info(
+    {
+      proxy: shared.url,
+      admin: admin.url,
+      routes: config.routes.map((r) => ({ name: r.name, host: r.host ?? null, listen: routeUrls[r.name] ?? null, upstream: r.upstream.origin })),
+      sts: `${sts.url.origin}${sts.url.pathname}`,
+      subjectTokenSource: subjectSource.description,
+    },
+    'sts-sidecar listening',
+  );
+
+  const warmedUp = tokenProvider.warmUp();
+  if (options.waitForTokens) await warmedUp;
+
+  let closing: Promise<void> | undefined;
+  return {
+    proxyUrl: shared.url,
+    adminUrl: admin.url,
+    routeUrls,
+    tokens: tokenProvider,
+    logger,
+    warmedUp,
+    close(drainMs = config.shutdown.drainSeconds * 1000) {
+      closing ??= (async () => {
+        accepting = false;
+        const proxies = servers.filter((s) => s !== admin);
+        await Promise.all(proxies.map((s) => s.close(drainMs)));
+        await admin.close(0);
+        for (const c of cleanups.reverse()) await c();
+        logger.info('sts-sidecar stopped');
+        logger.flush();
+      })();
+      return closing;
+    },
+  };
+}
+
+function routeExchange(route: RouteConfig): RouteExchange {
+  return {
+    name: route.name,
+    lazy: route.lazy,
+    params: {
+      audience: route.audience,
+      resource: route.resource,
+      scope: route.scope,
+      requestedTokenType: route.requestedTokenType,
+      options: route.options,
+    },
+  };
+}
+
+async function buildClientAuth(config: Config, cleanups: Array<() => void>, onError: (err: unknown) => void): Promise<ClientAuth> {
+  const auth = config.sts.clientAuth;
+  if (auth.method === 'none') return noClientAuth(auth.clientId);
+  const secret = await openSecretSource(auth.clientSecret, { keyPath: 'sts.clientAuth.clientSecret', onError });
+  cleanups.push(() => secret.close());
+  trackSecret(secret);
+  return auth.method === 'client_secret_basic' ? clientSecretBasic(auth.clientId, secret) : clientSecretPost(auth.clientId, secret);
+}
+
+/** Keep the scrubber's list of known secrets in step with a rotating source. */
+function trackSecret(source: SecretSource): void {
+  let current = source.current();
+  registerSecret(current);
+  source.onChange(() => {
+    forgetSecret(current);
+    current = source.current();
+    registerSecret(current);
+  });
+}
+
+async function readConfigFile(path: string, keyPath: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(keyPath, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
+  }
+}

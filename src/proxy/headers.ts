@@ -1,0 +1,76 @@
+/**
+ * Header handling for forwarded messages.
+ *
+ * RFC 9110 section 7.6.1: a proxy removes the hop-by-hop fields (Connection and every
+ * field it names, plus the well-known ones below) before forwarding. Proxy-* fields are
+ * meant for us and are consumed here too. Client-supplied fields are stripped *before*
+ * we add our own, so a client cannot use `Connection: authorization` to remove the
+ * token we inject (the fastify-reply-from advisory pattern).
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  // undici refuses `expect`; node:http has already answered any 100-continue for us.
+  'expect',
+  // Set by us from the upstream's URL (or kept explicitly with preserveHost).
+  'host',
+]);
+
+function connectionTokens(value: string | undefined): Set<string> | undefined {
+  if (!value) return undefined;
+  const names = value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  return names.length ? new Set(names) : undefined;
+}
+
+export interface ForwardHeaderOptions {
+  /** Lower-case name of the header that carries the token, e.g. `authorization`. */
+  readonly tokenHeader: string;
+  /** Drop the app's own value of tokenHeader (it is replaced by ours). */
+  readonly dropTokenHeader: boolean;
+}
+
+/**
+ * Filters node's flat rawHeaders ([name, value, name, value, ...]) for forwarding.
+ * Returns a flat array undici accepts as-is.
+ */
+export function forwardRequestHeaders(rawHeaders: readonly string[], connection: string | undefined, options: ForwardHeaderOptions): string[] {
+  const named = connectionTokens(connection);
+  const out: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-') || named?.has(lower)) {
+      continue;
+    }
+    if (options.dropTokenHeader && lower === options.tokenHeader) continue;
+    out.push(name, rawHeaders[i + 1]!);
+  }
+  return out;
+}
+
+/** Response headers from undici (lower-cased object) minus the hop-by-hop ones. */
+export function forwardResponseHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const named = connectionTokens(typeof headers['connection'] === 'string' ? headers['connection'] : undefined);
+  const out: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if ((HOP_BY_HOP.has(name) && name !== 'host') || name.startsWith('proxy-') || named?.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+export function headerValue(rawHeaders: readonly string[], lowerName: string): string | undefined {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() === lowerName) return rawHeaders[i + 1];
+  }
+  return undefined;
+}

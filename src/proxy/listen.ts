@@ -1,0 +1,50 @@
+/**
+ * Listening and graceful shutdown for the sidecar's node:http servers.
+ */
+import { createServer, type Server, type RequestListener } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ListenAddress } from '../config/schema.js';
+import type { UpgradeListener } from './upgrade.js';
+
+export interface ListeningServer {
+  readonly server: Server;
+  /** Actual address (port resolved when 0 was configured). */
+  readonly address: ListenAddress;
+  readonly url: string;
+  /** Stop accepting, let in-flight requests finish for up to `drainMs`, then cut what is left. */
+  close(drainMs?: number): Promise<void>;
+}
+
+export async function listenHttp(address: ListenAddress, onRequest: RequestListener, onUpgrade?: UpgradeListener): Promise<ListeningServer> {
+  const server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, onRequest);
+  if (onUpgrade) server.on('upgrade', onUpgrade);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const info = server.address() as AddressInfo;
+  const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+  return {
+    server,
+    address: { host: info.address, port: info.port },
+    url: `http://${host}:${info.port}`,
+    close: (drainMs = 0) => closeServer(server, drainMs),
+  };
+}
+
+function closeServer(server: Server, drainMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    const timer = setTimeout(() => server.closeAllConnections(), drainMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    // Idle keep-alive sockets would otherwise hold close() open until they time out.
+    server.closeIdleConnections();
+  });
+}

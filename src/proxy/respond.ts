@@ -1,0 +1,59 @@
+/**
+ * The sidecar's own answers to an app: a JSON body with a stable code, never a token.
+ * `{ error, code, route }` plus, where known, the code of the underlying cause.
+ */
+import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { SidecarError, StsOAuthError, UpstreamError, rootCode } from '../errors.js';
+import { scrub } from '../log/redact.js';
+
+export function errorBody(err: SidecarError, route: string | undefined): string {
+  const body: Record<string, unknown> = { error: scrub(err.message), code: err.code, route: route ?? null };
+  const cause = rootCode(err.cause);
+  if (cause && cause !== err.code) body['cause'] = cause;
+  let inner: unknown = err.cause;
+  while (inner instanceof Error && !(inner instanceof StsOAuthError)) inner = inner.cause;
+  if (inner instanceof StsOAuthError) body['stsError'] = inner.error;
+  return JSON.stringify(body);
+}
+
+export function sendError(res: ServerResponse, err: SidecarError, route: string | undefined): void {
+  if (res.headersSent) {
+    // Too late for a status: cut the response so the app sees a failure, not a truncated success.
+    res.destroy(err);
+    return;
+  }
+  const body = errorBody(err, route);
+  res.writeHead(err.status, {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(body),
+    'x-sts-sidecar-error': err.code,
+  });
+  res.end(body);
+}
+
+/** The same answer written straight to a raw socket (upgrade requests have no ServerResponse). */
+export function sendErrorOnSocket(socket: Duplex, err: SidecarError, route: string | undefined): void {
+  const body = errorBody(err, route);
+  socket.end(
+    `HTTP/1.1 ${err.status} ${err.status === 404 ? 'Not Found' : err.status === 503 ? 'Service Unavailable' : 'Bad Gateway'}\r\n` +
+      `content-type: application/json\r\ncache-control: no-store\r\nx-sts-sidecar-error: ${err.code}\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+/** Maps an undici/socket failure onto 502/504 with a stable code (the original kept as cause). */
+export function upstreamError(err: unknown, origin: string): UpstreamError {
+  if (err instanceof UpstreamError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  if (TIMEOUT_CODES.has(code)) {
+    return new UpstreamError('ERR_UPSTREAM_TIMEOUT', `upstream ${origin} timed out (${code})`, { cause: err });
+  }
+  if (/^(ERR_TLS|ERR_SSL|CERT_|UNABLE_TO|DEPTH_ZERO|SELF_SIGNED|ERR_OSSL)/.test(code) || /certificate|handshake/i.test((err as Error).message ?? '')) {
+    return new UpstreamError('ERR_UPSTREAM_TLS', `TLS with upstream ${origin} failed (${code || 'handshake'})`, { cause: err });
+  }
+  return new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `upstream ${origin} failed (${code || (err as Error).name})`, { cause: err });
+}

@@ -1,0 +1,223 @@
+/**
+ * The reverse proxy: find the route, get a token, forward with undici's Pool.dispatch()
+ * and stream both bodies. It sees only the TokenProvider interface, never the STS.
+ *
+ * Fail closed: when no token can be had the app gets a 503 JSON error and nothing is
+ * forwarded; a request that matches no route gets a 404 and nothing is forwarded.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { RouteNotFoundError, SidecarError, UpstreamError, TokenUnavailableError } from '../errors.js';
+import type { TokenProvider } from '../cache/token-provider.js';
+import type { IssuedToken } from '../sts/exchange-response.js';
+import type { Logger } from '../log/logger.js';
+import { forwardRequestHeaders, forwardResponseHeaders } from './headers.js';
+import { sendError, upstreamError } from './respond.js';
+import { pathMatches, RouteTable, type RoutableRoute } from './routing.js';
+import type { Upstream } from './upstream.js';
+
+export interface ProxyRoute extends RoutableRoute {
+  readonly upstream: Upstream;
+  /** Lower-case header name carrying the token. */
+  readonly tokenHeader: string;
+  /** e.g. "Bearer"; empty sends the bare token. */
+  readonly tokenScheme: string;
+  readonly replaceExisting: boolean;
+  readonly preserveHost: boolean;
+}
+
+export interface ProxyObserver {
+  /** Called once per request that reached a route or was refused (`route` is "unmatched" then). */
+  finished(route: string, statusCode: number, seconds: number): void;
+  retriedAfter401?(route: string): void;
+}
+
+export interface ProxyContext {
+  readonly tokens: TokenProvider;
+  readonly logger: Logger;
+  readonly observer: ProxyObserver;
+}
+
+/** RFC 9110 section 9.2.2. A retry after 401 is only safe for these, and only without a body. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** Handler for the shared proxy listener: routes by Host and path. */
+export function createSharedListenerHandler(routes: readonly ProxyRoute[], ctx: ProxyContext): RequestListener {
+  const table = new RouteTable(routes);
+  return (req, res) => {
+    const url = req.url ?? '/';
+    const route = url.startsWith('/') ? table.match(req.headers.host, url) : undefined;
+    if (!route) return refuseUnmatched(req, res, ctx, `no route for host "${req.headers.host ?? ''}" and this path`);
+    proxyRequest(route, req, res, ctx);
+  };
+}
+
+/** Handler for a route's dedicated listener: every request belongs to that route. */
+export function createDedicatedListenerHandler(route: ProxyRoute, ctx: ProxyContext): RequestListener {
+  return (req, res) => {
+    const url = req.url ?? '/';
+    if (!url.startsWith('/') || !pathMatches(route.pathPrefix, url)) {
+      return refuseUnmatched(req, res, ctx, `route "${route.name}" serves only paths under "${route.pathPrefix}"`);
+    }
+    proxyRequest(route, req, res, ctx);
+  };
+}
+
+function refuseUnmatched(req: IncomingMessage, res: ServerResponse, ctx: ProxyContext, message: string): void {
+  const started = performance.now();
+  sendError(res, new RouteNotFoundError(message), undefined);
+  ctx.observer.finished('unmatched', 404, (performance.now() - started) / 1000);
+  if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ method: req.method, host: req.headers.host }, 'request matched no route');
+}
+
+export function proxyRequest(route: ProxyRoute, req: IncomingMessage, res: ServerResponse, ctx: ProxyContext): void {
+  const started = performance.now();
+  res.once('close', () => {
+    ctx.observer.finished(route.name, res.statusCode, (performance.now() - started) / 1000);
+    if (ctx.logger.isLevelEnabled('debug')) {
+      const path = (req.url ?? '').split('?', 1)[0];
+      ctx.logger.debug(
+        { route: route.name, method: req.method, path, status: res.statusCode, ms: +(performance.now() - started).toFixed(3) },
+        'proxied',
+      );
+    }
+  });
+
+  // The app keeps its own credential when the route says so (authorization.replaceExisting: false).
+  if (!route.replaceExisting && req.headers[route.tokenHeader] !== undefined) {
+    forward(route, req, res, ctx, undefined, 0);
+    return;
+  }
+  ctx.tokens.getToken(route.name).then(
+    (token) => forward(route, req, res, ctx, token, 0),
+    (err: unknown) => failRequest(route, res, ctx, err instanceof SidecarError ? err : new TokenUnavailableError(route.name, err)),
+  );
+}
+
+function failRequest(route: ProxyRoute, res: ServerResponse, ctx: ProxyContext, err: SidecarError): void {
+  ctx.logger.warn({ route: route.name, code: err.code, err }, 'request refused');
+  sendError(res, err, route.name);
+}
+
+function hasBody(headers: IncomingHttpHeaders): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+function forward(
+  route: ProxyRoute,
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: ProxyContext,
+  token: IssuedToken | undefined,
+  attempt: number,
+): void {
+  if (res.destroyed) return; // the app went away while we waited for a token
+  const upstream = route.upstream;
+  const headers = forwardRequestHeaders(req.rawHeaders, req.headers.connection, {
+    tokenHeader: route.tokenHeader,
+    dropTokenHeader: token !== undefined,
+  });
+  headers.push('host', route.preserveHost && req.headers.host ? req.headers.host : upstream.host);
+  if (token) headers.push(route.tokenHeader, route.tokenScheme ? `${route.tokenScheme} ${token.accessToken}` : token.accessToken);
+
+  const method = req.method ?? 'GET';
+  const withBody = hasBody(req.headers);
+  const mayRetry401 = token !== undefined && attempt === 0 && !withBody && IDEMPOTENT.has(method);
+
+  const handler = new ForwardHandler(res, route.name, upstream, mayRetry401, () => {
+    ctx.tokens.invalidate(route.name, token!.accessToken);
+    ctx.observer.retriedAfter401?.(route.name);
+    ctx.logger.info({ route: route.name }, 'upstream answered 401 to the injected token; exchanging again and retrying once');
+    ctx.tokens.getToken(route.name).then(
+      (fresh) => forward(route, req, res, ctx, fresh, attempt + 1),
+      (err: unknown) => failRequest(route, res, ctx, err instanceof SidecarError ? err : new TokenUnavailableError(route.name, err)),
+    );
+  }, (err) => {
+    ctx.logger.warn({ route: route.name, code: err.code, err }, 'upstream request failed');
+  });
+
+  upstream.pool.dispatch(
+    {
+      origin: upstream.origin,
+      path: upstream.target(req.url ?? '/'),
+      method: method as Dispatcher.HttpMethod,
+      headers,
+      body: withBody ? req : null,
+      headersTimeout: upstream.timeoutMs,
+      bodyTimeout: upstream.timeoutMs,
+    },
+    handler,
+  );
+}
+
+/** Streams the upstream response into the app's ServerResponse with backpressure. */
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  #controller: Dispatcher.DispatchController | undefined;
+  #discard = false;
+  readonly #res: ServerResponse;
+  readonly #routeName: string;
+  readonly #upstream: Upstream;
+  readonly #mayRetry401: boolean;
+  readonly #retry: () => void;
+  readonly #onFailure: (err: UpstreamError) => void;
+
+  constructor(
+    res: ServerResponse,
+    routeName: string,
+    upstream: Upstream,
+    mayRetry401: boolean,
+    retry: () => void,
+    onFailure: (err: UpstreamError) => void,
+  ) {
+    this.#res = res;
+    this.#routeName = routeName;
+    this.#upstream = upstream;
+    this.#mayRetry401 = mayRetry401;
+    this.#retry = retry;
+    this.#onFailure = onFailure;
+    // The app hung up: stop the upstream exchange too (but never a shared STS exchange).
+    res.once('close', () => {
+      if (!res.writableFinished && this.#controller && !this.#controller.aborted) {
+        this.#controller.abort(new Error('client closed the connection'));
+      }
+    });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#res.destroyed) controller.abort(new Error('client closed the connection'));
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode === 401 && this.#mayRetry401) {
+      // Read and drop this answer (keeps the connection reusable), then retry with a new token.
+      this.#discard = true;
+      return;
+    }
+    this.#res.writeHead(statusCode, statusMessage, forwardResponseHeaders(headers));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#discard) return;
+    if (!this.#res.write(chunk)) {
+      controller.pause();
+      this.#res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.#discard) this.#retry();
+    else this.#res.end();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    if (this.#res.destroyed) return;
+    const mapped = upstreamError(err, this.#upstream.origin);
+    this.#onFailure(mapped);
+    sendError(this.#res, mapped, this.#routeName);
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The RFC 8693 client: one POST per exchange, with a deadline, a response-size cap
+ * and errors mapped onto stable codes. It knows nothing of inbound HTTP or caching.
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import { StsError } from '../errors.js';
+import type { ClientAuth } from './client-auth.js';
+import { encodeTokenRequest, type ExchangeParams, type JsonFieldNames, type RequestEncoding } from './exchange-request.js';
+import { processExchangeResponse, type IssuedToken } from './exchange-response.js';
+
+export interface StsClientOptions {
+  readonly url: URL;
+  readonly encoding: RequestEncoding;
+  readonly jsonFieldNames?: JsonFieldNames;
+  readonly clientAuth: ClientAuth;
+  readonly timeoutMs: number;
+  readonly maxResponseBytes: number;
+  /** PEM trust anchors for the STS (added to nothing: when given, only these are trusted). */
+  readonly ca?: string | undefined;
+  /** Supplied by the caller when the transport is owned elsewhere (e.g. mTLS identity rotation). */
+  readonly dispatcher?: Dispatcher;
+}
+
+export interface StsClient {
+  exchange(params: ExchangeParams): Promise<IssuedToken>;
+  close(): Promise<void>;
+}
+
+export function createStsClient(options: StsClientOptions): StsClient {
+  const ownDispatcher = options.dispatcher
+    ? undefined
+    : new Agent({ connect: options.ca ? { ca: options.ca } : {}, keepAliveTimeout: 30_000, connections: 4 });
+  const dispatcher = options.dispatcher ?? ownDispatcher!;
+  const target = options.url.href;
+  const where = `${options.url.origin}${options.url.pathname}`;
+
+  async function exchange(params: ExchangeParams): Promise<IssuedToken> {
+    const { headers, body } = encodeTokenRequest(params, options.encoding, options.clientAuth, options.jsonFieldNames);
+    const requestedAt = Date.now();
+    // One deadline for connect, headers and body: an STS that never answers must not hold a key's refresh forever.
+    const deadline = AbortSignal.timeout(options.timeoutMs);
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(target, { method: 'POST', headers, body, dispatcher, signal: deadline });
+    } catch (err) {
+      throw transportError(err, deadline, where, options.timeoutMs);
+    }
+    const text = await readLimited(response, options.maxResponseBytes, deadline, where, options.timeoutMs);
+    return processExchangeResponse(response.statusCode, text, requestedAt);
+  }
+
+  return {
+    exchange,
+    async close() {
+      await ownDispatcher?.close();
+    },
+  };
+}
+
+async function readLimited(
+  response: Dispatcher.ResponseData,
+  limit: number,
+  deadline: AbortSignal,
+  where: string,
+  timeoutMs: number,
+): Promise<string> {
+  const declared = Number(response.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    response.body.destroy();
+    throw new StsError('ERR_STS_RESPONSE_TOO_LARGE', `STS reply from ${where} is ${declared} bytes, over the ${limit}-byte limit`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of response.body) {
+      size += (chunk as Buffer).length;
+      if (size > limit) {
+        response.body.destroy();
+        throw new StsError('ERR_STS_RESPONSE_TOO_LARGE', `STS reply from ${where} exceeded the ${limit}-byte limit`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    if (err instanceof StsError) throw err;
+    throw transportError(err, deadline, where, timeoutMs);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function transportError(err: unknown, deadline: AbortSignal, where: string, timeoutMs: number): StsError {
+  if (deadline.aborted) {
+    return new StsError('ERR_STS_TIMEOUT', `STS at ${where} did not answer within ${timeoutMs} ms`, { cause: err });
+  }
+  const code = (err as { code?: string }).code ?? (err as Error).name;
+  return new StsError('ERR_STS_UNREACHABLE', `STS at ${where} unreachable: ${code}`, { cause: err });
+}

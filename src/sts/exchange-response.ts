@@ -1,0 +1,90 @@
+/**
+ * Validating an STS reply: RFC 8693 section 2.2.1 (success) and 2.2.2 / RFC 6749
+ * section 5.2 (error). Anything that is neither is "not conformant" and rejected:
+ * a token we cannot trust must never reach an Authorization header.
+ */
+import { StsError, StsOAuthError } from '../errors.js';
+import { scrub } from '../log/redact.js';
+import { jwtExpiry } from '../credentials/subject-token.js';
+
+export interface IssuedToken {
+  readonly accessToken: string;
+  readonly issuedTokenType: string;
+  readonly tokenType: string;
+  /** Epoch ms when the STS was asked (the lifetime counts from there, conservatively). */
+  readonly issuedAt: number;
+  /** Epoch ms after which the token must not be used. */
+  readonly expiresAt: number;
+  readonly scope: string | undefined;
+}
+
+/** RFC 6750 section 2.1 b64token, widened to any visible ASCII: no spaces, no CR/LF (header injection). */
+const HEADER_SAFE_TOKEN = /^[\x21-\x7e]+$/;
+
+export function processExchangeResponse(status: number, bodyText: string, requestedAt: number): IssuedToken {
+  if (status >= 500) {
+    // The STS is in trouble, not us: a retryable condition, whatever the body says.
+    throw new StsError('ERR_STS_SERVER_ERROR', `STS answered HTTP ${status}`);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(bodyText);
+  } catch {
+    throw notConformant(`HTTP ${status} with a body that is not JSON`);
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw notConformant(`HTTP ${status} with a JSON body that is not an object`);
+  }
+  const fields = body as Record<string, unknown>;
+
+  if (status !== 200) {
+    // RFC 6749 section 5.2: 400 (or 401 for invalid_client) with an `error` code.
+    if (status >= 400 && status < 500 && typeof fields['error'] === 'string' && fields['error']) {
+      const description = typeof fields['error_description'] === 'string' ? scrub(fields['error_description'], 256) : undefined;
+      throw new StsOAuthError(scrub(fields['error'], 64), description, status);
+    }
+    throw notConformant(`HTTP ${status}`);
+  }
+
+  const accessToken = fields['access_token'];
+  if (typeof accessToken !== 'string' || accessToken.length === 0) throw notConformant('missing access_token');
+  if (!HEADER_SAFE_TOKEN.test(accessToken)) throw notConformant('access_token contains characters not allowed in a header');
+
+  const issuedTokenType = fields['issued_token_type'];
+  if (typeof issuedTokenType !== 'string' || !issuedTokenType) throw notConformant('missing issued_token_type');
+
+  const tokenType = fields['token_type'];
+  if (typeof tokenType !== 'string' || !tokenType) throw notConformant('missing token_type');
+  // We inject as a bearer token; "N_A" (section 2.2.1) is used when the issued token is not an
+  // access token but is still usable as one (e.g. a JWT). Anything else (DPoP, MAC) we cannot send.
+  if (!/^(bearer|n_a)$/i.test(tokenType)) throw notConformant(`token_type "${scrub(tokenType, 32)}" cannot be sent as a bearer token`);
+
+  const expiresAt = lifetimeEnd(fields['expires_in'], accessToken, requestedAt);
+
+  const scope = typeof fields['scope'] === 'string' ? fields['scope'] : undefined;
+  return { accessToken, issuedTokenType, tokenType, issuedAt: requestedAt, expiresAt, scope };
+}
+
+function lifetimeEnd(expiresIn: unknown, accessToken: string, requestedAt: number): number {
+  const jwtExp = jwtExpiry(accessToken);
+  let seconds: number | undefined;
+  if (expiresIn !== undefined && expiresIn !== null) {
+    // Some servers send the number as a string; accept that, reject anything else.
+    seconds = typeof expiresIn === 'string' && /^\d+(\.\d+)?$/.test(expiresIn) ? Number(expiresIn) : expiresIn as number;
+    if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) {
+      throw notConformant('expires_in is not a positive number');
+    }
+  }
+  if (seconds === undefined && jwtExp === undefined) {
+    throw notConformant('no expires_in, and the access_token is not a JWT with an exp claim');
+  }
+  const fromExpiresIn = seconds === undefined ? Infinity : requestedAt + seconds * 1000;
+  // Trust whichever ends first: a JWT never outlives its own exp.
+  const end = Math.min(fromExpiresIn, jwtExp ?? Infinity);
+  if (end <= Date.now()) throw notConformant('the issued token is already expired');
+  return end;
+}
+
+function notConformant(what: string): StsError {
+  return new StsError('ERR_STS_RESPONSE_INVALID', `STS reply rejected: ${what}`);
+}

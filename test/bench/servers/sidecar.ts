@@ -1,0 +1,40 @@
+/**
+ * Bench child: the real sts-sidecar (config through the real schema), one route with a
+ * dedicated listener in front of the bench upstream, token from the bench STS stub.
+ */
+import { parseConfig } from '../../../src/config/load.js';
+import { startSidecar } from '../../../src/main.js';
+import { serveChild } from './child.js';
+
+export interface SidecarOptions {
+  /** e.g. http://127.0.0.1:PORT/token */
+  readonly stsTokenUrl: string;
+  readonly upstreamUrl: string;
+  readonly logLevel?: string;
+  /** Extra route settings (e.g. a later mTLS row's client certificate). */
+  readonly route?: Record<string, unknown>;
+}
+
+const ROUTE_NAME = 'bench';
+
+serveChild<SidecarOptions>(async (options) => {
+  const config = parseConfig({
+    proxy: { listen: '127.0.0.1:0' },
+    admin: { listen: '127.0.0.1:0' },
+    log: { level: options.logLevel ?? 'warn' },
+    subjectToken: { value: 'iamtheeggman', type: 'urn:ietf:params:oauth:token-type:access_token' },
+    sts: { url: options.stsTokenUrl },
+    routes: [{ name: ROUTE_NAME, listen: '127.0.0.1:0', upstream: options.upstreamUrl, audience: 'bench', ...options.route }],
+  });
+  const sidecar = await startSidecar(config, { waitForTokens: true });
+  const url = sidecar.routeUrls[ROUTE_NAME];
+  const status = sidecar.tokens.status().find((s) => s.route === ROUTE_NAME);
+  if (!url || !status?.valid) {
+    await sidecar.close(0);
+    throw new Error(`sidecar started without ${url ? 'a valid token' : 'a listener'} for route "${ROUTE_NAME}" (${JSON.stringify(status)})`);
+  }
+  return {
+    info: { url, adminUrl: sidecar.adminUrl, pid: process.pid },
+    close: () => sidecar.close(0),
+  };
+});

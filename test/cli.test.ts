@@ -1,0 +1,101 @@
+/**
+ * The bin as users run it: `demo`, `run` with a config file and SIGTERM, `--help`.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { request } from 'undici';
+import { startDevSts } from '../src/devsts/index.js';
+import { startUpstream } from './helpers/harness.js';
+
+const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const run = promisify(execFile);
+
+describe('cli', () => {
+  it('demo --once runs the embedded default end to end', async () => {
+    const { stdout } = await run(process.execPath, [BIN, 'demo', '--once'], { timeout: 30_000 });
+    assert.match(stdout, /App -> upstream directly, no token: +HTTP 401/);
+    assert.match(stdout, /App -> sidecar -> upstream \(token added\): +HTTP 200 .*"sub":"system:serviceaccount:demo:orders-client"/);
+    assert.match(stdout, /A host no route names gets no token: +HTTP 404/);
+    assert.match(stdout, /curl -s http:\/\/127\.0\.0\.1:\d+\/orders\/42/);
+    // The demo prints claims, never a token.
+    assert.doesNotMatch(stdout, /eyJ[A-Za-z0-9_-]{10,}\./);
+  });
+
+  it('run --config serves traffic and drains on SIGTERM, exiting 0', async () => {
+    const sts = await startDevSts();
+    const upstream = await startUpstream();
+    const dir = await mkdtemp(join(tmpdir(), 'sts-sidecar-cli-'));
+    const config = join(dir, 'sidecar.yaml');
+    await writeFile(
+      config,
+      [
+        'proxy: { listen: "127.0.0.1:0" }',
+        'admin: { listen: "127.0.0.1:0" }',
+        'subjectToken: { value: iamtheeggman, type: "urn:ietf:params:oauth:token-type:access_token" }',
+        `sts: { url: "${sts.tokenUrl}" }`,
+        'routes:',
+        `  - { name: walrus, host: walrus.internal, upstream: "${upstream.url}" }`,
+      ].join('\n'),
+    );
+    const child = spawn(process.execPath, [BIN, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const deadline = Date.now() + 10_000;
+      while (!out.includes('sts-sidecar listening') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      const line = JSON.parse(out.split('\n').find((l) => l.includes('sts-sidecar listening'))!) as { proxy: string; admin: string };
+      const res = await request(`${line.proxy}/hello`, { headers: { host: 'walrus.internal' } });
+      assert.equal(res.statusCode, 200);
+      await res.body.dump();
+      assert.equal(upstream.requests.at(-1)!.headers.authorization, 'Bearer iamthewalrus');
+
+      const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      assert.equal(await exit, 0);
+      assert.match(out, /shutting down/);
+    } finally {
+      child.kill('SIGKILL');
+      await upstream.close();
+      await sts.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('run with a config naming an unreadable subject token file fails at start-up naming the key', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sts-sidecar-cli-'));
+    const config = join(dir, 'sidecar.yaml');
+    await writeFile(
+      config,
+      [
+        'proxy: { listen: "127.0.0.1:0" }',
+        'admin: { listen: "127.0.0.1:0" }',
+        `subjectToken: { file: "${join(dir, 'missing-token')}" }`,
+        'sts: { url: "http://127.0.0.1:9/token" }',
+        'routes: [{ name: r, host: r.internal, upstream: "http://127.0.0.1:9" }]',
+      ].join('\n'),
+    );
+    try {
+      const result = await run(process.execPath, [BIN, 'run', '--config', config]).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: { code: number; stderr: string }) => err,
+      );
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, /subjectToken\.file: cannot read .*missing-token: ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--help works for every command', async () => {
+    for (const args of [['--help'], ['run', '--help'], ['check-config', '--help'], ['dev-sts', '--help'], ['demo', '--help']]) {
+      const { stdout } = await run(process.execPath, [BIN, ...args]);
+      assert.match(stdout, /Usage/i, `no usage for ${args.join(' ')}`);
+    }
+  });
+});
