@@ -40,11 +40,17 @@ export function createMetrics(routeNames: readonly string[], tokenStatus: () => 
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
-  const cacheHits = new Counter({
+  // Hot-path counters are plain numbers, copied into prom-client when scraped: a bound
+  // prom-client child still hashes its labels on every inc(), which showed in profiles.
+  const hitTally = new Tally('route');
+  new Counter({
     name: `${METRIC_PREFIX}token_cache_hits_total`,
     help: 'Token lookups answered from the cache.',
     labelNames: ['route'] as const,
     registers: [registry],
+    collect() {
+      hitTally.publish(this);
+    },
   });
   const cacheMisses = new Counter({
     name: `${METRIC_PREFIX}token_cache_misses_total`,
@@ -77,11 +83,15 @@ export function createMetrics(routeNames: readonly string[], tokenStatus: () => 
       for (const s of tokenStatus()) this.set({ route: s.route }, s.valid ? 1 : 0);
     },
   });
-  const requests = new Counter({
+  const requestTally = new Tally('route', 'status_class');
+  new Counter({
     name: `${METRIC_PREFIX}proxy_requests_total`,
     help: 'Requests handled by the proxy, by route ("unmatched" when none) and response status class.',
     labelNames: ['route', 'status_class'] as const,
     registers: [registry],
+    collect() {
+      requestTally.publish(this);
+    },
   });
   const requestDuration = new Histogram({
     name: `${METRIC_PREFIX}proxy_request_duration_seconds`,
@@ -97,16 +107,7 @@ export function createMetrics(routeNames: readonly string[], tokenStatus: () => 
     registers: [registry],
   });
 
-  // Pre-bind children on the hot path: label hashing per request is measurable.
-  type Child = { inc(): void };
-  const requestChildren = new Map<string, Child>();
   const durationChildren = new Map<string, { observe(v: number): void }>();
-  const requestChild = (route: string, cls: string): Child => {
-    const key = `${route}\u0000${cls}`;
-    let child = requestChildren.get(key);
-    if (!child) requestChildren.set(key, (child = requests.labels(route, cls)));
-    return child;
-  };
   const durationChild = (route: string) => {
     let child = durationChildren.get(route);
     if (!child) durationChildren.set(route, (child = requestDuration.labels(route)));
@@ -114,7 +115,7 @@ export function createMetrics(routeNames: readonly string[], tokenStatus: () => 
   };
 
   const tokenObserver: TokenProviderObserver = {
-    cacheHit: (route) => cacheHits.labels(routeLabel(route)).inc(),
+    cacheHit: (route) => hitTally.inc(route, routeLabel(route)),
     cacheMiss: (route) => cacheMisses.labels(routeLabel(route)).inc(),
     exchanged(route: string, result: ExchangeResult, seconds: number) {
       exchanges.labels(routeLabel(route), result).inc();
@@ -125,10 +126,38 @@ export function createMetrics(routeNames: readonly string[], tokenStatus: () => 
   const proxyObserver: ProxyObserver = {
     finished(route, statusCode, seconds) {
       const r = routeLabel(route);
-      requestChild(r, statusClass(statusCode)).inc();
+      const cls = statusClass(statusCode);
+      requestTally.inc(`${r} ${cls}`, r, cls);
       durationChild(r).observe(seconds);
     },
     retriedAfter401: (route) => retries.labels(routeLabel(route)).inc(),
   };
   return { registry, tokenObserver, proxyObserver };
+}
+
+/** Counts per label set, kept as plain numbers between scrapes. */
+class Tally {
+  readonly #counts = new Map<string, { labels: Record<string, string>; value: number }>();
+  readonly #labelNames: readonly string[];
+
+  constructor(...labelNames: string[]) {
+    this.#labelNames = labelNames;
+  }
+
+  /** `key` must identify the label values uniquely; it is all the hot path hashes. */
+  inc(key: string, ...values: string[]): void {
+    const slot = this.#counts.get(key);
+    if (slot) {
+      slot.value += 1;
+      return;
+    }
+    const labels: Record<string, string> = {};
+    this.#labelNames.forEach((name, i) => (labels[name] = values[i] ?? ''));
+    this.#counts.set(key, { labels, value: 1 });
+  }
+
+  publish(counter: Counter<string>): void {
+    counter.reset();
+    for (const { labels, value } of this.#counts.values()) counter.inc(labels, value);
+  }
 }

@@ -95,13 +95,21 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   const now = options.now ?? Date.now;
   const random = options.random ?? Math.random;
   const observer = options.observer ?? {};
-  const routes = new Map(options.routes.map((r) => [r.name, r]));
-  // The route part of the key is fixed, so compute it once rather than per request.
-  const routeKeys = new Map(options.routes.map((r) => [r.name, JSON.stringify([r.name, r.params])]));
+  // Per route: the fixed part of its cache key, and the entry the last lookup found for
+  // the last subject-token object, so the steady state skips building and hashing the key.
+  interface RouteSlot {
+    readonly route: RouteExchange;
+    readonly keyPrefix: string;
+    lastSubject: SubjectToken | undefined;
+    lastEntry: Entry | undefined;
+  }
+  const slots = new Map<string, RouteSlot>(
+    options.routes.map((r) => [r.name, { route: r, keyPrefix: JSON.stringify([r.name, r.params]), lastSubject: undefined, lastEntry: undefined }]),
+  );
   const entries = new Map<string, Entry>();
   let closed = false;
 
-  const keyFor = (route: RouteExchange, subject: SubjectToken) => `${routeKeys.get(route.name)}|${subject.digest}`;
+  const keyFor = (route: RouteExchange, subject: SubjectToken) => `${slots.get(route.name)!.keyPrefix}|${subject.digest}`;
 
   function entryFor(route: RouteExchange, key: string): Entry {
     let entry = entries.get(key);
@@ -135,6 +143,8 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
 
   function drop(entry: Entry): void {
     clearTimeout(entry.timer);
+    const slot = slots.get(entry.route.name);
+    if (slot?.lastEntry === entry) slot.lastEntry = slot.lastSubject = undefined;
     if (entry.token) forgetSecret(entry.token.accessToken);
     entries.delete(entry.key);
   }
@@ -236,14 +246,21 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   }
 
   async function getToken(routeName: string): Promise<IssuedToken> {
-    const route = routes.get(routeName);
-    if (!route) throw new TokenUnavailableError(routeName, new Error('unknown route'));
+    const slot = slots.get(routeName);
+    if (!slot) throw new TokenUnavailableError(routeName, new Error('unknown route'));
+    const route = slot.route;
     const t = now();
     let entry: Entry;
     let subject: SubjectToken;
     try {
       subject = options.subjectTokens.current();
-      entry = entryFor(route, keyFor(route, subject));
+      if (subject === slot.lastSubject && slot.lastEntry) {
+        entry = slot.lastEntry;
+      } else {
+        entry = entryFor(route, keyFor(route, subject));
+        slot.lastSubject = subject;
+        slot.lastEntry = entry;
+      }
     } catch (err) {
       throw new TokenUnavailableError(routeName, err);
     }

@@ -104,15 +104,6 @@ const stsSchema = z
     maxResponseBytes: z.number().int().min(1024).default(1024 * 1024),
     /** Plain-http STS URLs off loopback send the subject token in clear; require saying so. */
     allowInsecureHttp: z.boolean().default(false),
-  })
-  .superRefine((v, ctx) => {
-    if (v.url.protocol === 'http:' && !v.allowInsecureHttp && !isLoopbackHost(v.url.hostname)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['url'],
-        message: 'plain http to a non-loopback STS would send the subject token in clear; use https or set sts.allowInsecureHttp: true',
-      });
-    }
   });
 
 const authorizationSchema = z.strictObject({
@@ -172,33 +163,57 @@ export const configSchema = z
     shutdown: z.strictObject({ drainSeconds: seconds(0).default(15) }).prefault({}),
     routes: z.array(routeSchema).min(1, 'configure at least one route'),
   })
-  .superRefine((c, ctx) => {
-    const names = new Set<string>();
-    const hostPaths = new Set<string>();
-    const listens = new Map<string, string>([
-      [addressKey(c.proxy.listen), 'proxy.listen'],
-      [addressKey(c.admin.listen), 'admin.listen'],
-    ]);
-    if (c.proxy.listen.port !== 0 && addressKey(c.proxy.listen) === addressKey(c.admin.listen)) {
-      ctx.addIssue({ code: 'custom', path: ['admin', 'listen'], message: 'is the same address as proxy.listen' });
-    }
-    c.routes.forEach((r, i) => {
-      if (names.has(r.name)) ctx.addIssue({ code: 'custom', path: ['routes', i, 'name'], message: `duplicate route name "${r.name}"` });
-      names.add(r.name);
-      if (r.host) {
-        const key = `${r.host} ${r.pathPrefix}`;
-        if (hostPaths.has(key)) {
-          ctx.addIssue({ code: 'custom', path: ['routes', i, 'pathPrefix'], message: `another route already serves host "${r.host}" with pathPrefix "${r.pathPrefix}"` });
-        }
-        hostPaths.add(key);
-      }
-      if (r.listen && r.listen.port !== 0) {
-        const other = listens.get(addressKey(r.listen));
-        if (other) ctx.addIssue({ code: 'custom', path: ['routes', i, 'listen'], message: `is the same address as ${other}` });
-        listens.set(addressKey(r.listen), `routes[${i}].listen`);
-      }
+  // `when: () => true`: run even when a field already failed, so one check-config run
+  // reports every problem. The value may then be partly unparsed, hence the guards.
+  .superRefine((c, ctx) => checkCrossReferences(c as unknown as Record<string, unknown>, ctx), { when: () => true });
+
+function isAddress(v: unknown): v is ListenAddress {
+  return typeof v === 'object' && v !== null && typeof (v as ListenAddress).port === 'number';
+}
+
+function checkCrossReferences(c: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  const proxy = (c['proxy'] as { listen?: unknown } | undefined)?.listen;
+  const admin = (c['admin'] as { listen?: unknown } | undefined)?.listen;
+  const listens = new Map<string, string>();
+  if (isAddress(proxy)) listens.set(addressKey(proxy), 'proxy.listen');
+  if (isAddress(admin) && admin.port !== 0) {
+    const other = listens.get(addressKey(admin));
+    if (other) ctx.addIssue({ code: 'custom', path: ['admin', 'listen'], message: `is the same address as ${other}` });
+    listens.set(addressKey(admin), 'admin.listen');
+  }
+  const sts = c['sts'] as { url?: unknown; allowInsecureHttp?: unknown } | undefined;
+  if (sts?.url instanceof URL && sts.url.protocol === 'http:' && sts.allowInsecureHttp !== true && !isLoopbackHost(sts.url.hostname)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['sts', 'url'],
+      message: 'plain http to a non-loopback STS would send the subject token in clear; use https or set sts.allowInsecureHttp: true',
     });
+  }
+  const routes = Array.isArray(c['routes']) ? (c['routes'] as Array<Record<string, unknown>>) : [];
+  const names = new Set<string>();
+  const hostPaths = new Set<string>();
+  routes.forEach((r, i) => {
+    if (typeof r !== 'object' || r === null) return;
+    if (typeof r['name'] === 'string') {
+      if (names.has(r['name'])) ctx.addIssue({ code: 'custom', path: ['routes', i, 'name'], message: `duplicate route name "${r['name']}"` });
+      names.add(r['name']);
+    }
+    if (typeof r['host'] === 'string') {
+      const prefix = typeof r['pathPrefix'] === 'string' ? r['pathPrefix'] : '/';
+      const key = `${r['host'].toLowerCase()} ${prefix}`;
+      if (hostPaths.has(key)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'pathPrefix'], message: `another route already serves host "${r['host']}" with pathPrefix "${prefix}"` });
+      }
+      hostPaths.add(key);
+    }
+    const listen = r['listen'];
+    if (isAddress(listen) && listen.port !== 0) {
+      const other = listens.get(addressKey(listen));
+      if (other) ctx.addIssue({ code: 'custom', path: ['routes', i, 'listen'], message: `is the same address as ${other}` });
+      listens.set(addressKey(listen), `routes[${i}].listen`);
+    }
   });
+}
 
 function addressKey(a: ListenAddress): string {
   return `${a.host}:${a.port}`;
@@ -206,7 +221,8 @@ function addressKey(a: ListenAddress): string {
 
 export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\./.test(h);
+  // Only literal addresses: a DNS name such as 127.0.0.1.nip.io is not loopback.
+  return h === 'localhost' || h === '::1' || (isIP(h) === 4 && h.startsWith('127.'));
 }
 
 export type Config = z.output<typeof configSchema>;

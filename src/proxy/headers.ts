@@ -24,7 +24,8 @@ const HOP_BY_HOP = new Set([
 ]);
 
 function connectionTokens(value: string | undefined): Set<string> | undefined {
-  if (!value) return undefined;
+  // Fast path: the usual values name no other field.
+  if (!value || value === 'keep-alive' || value === 'close' || value === 'Keep-Alive') return undefined;
   const names = value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
   return names.length ? new Set(names) : undefined;
 }

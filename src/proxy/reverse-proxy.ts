@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { RouteNotFoundError, SidecarError, UpstreamError, TokenUnavailableError } from '../errors.js';
+import { RouteNotFoundError, SidecarError, TokenUnavailableError } from '../errors.js';
 import type { TokenProvider } from '../cache/token-provider.js';
 import type { IssuedToken } from '../sts/exchange-response.js';
 import type { Logger } from '../log/logger.js';
@@ -74,32 +74,10 @@ function refuseUnmatched(req: IncomingMessage, res: ServerResponse, ctx: ProxyCo
 }
 
 export function proxyRequest(route: ProxyRoute, req: IncomingMessage, res: ServerResponse, ctx: ProxyContext): void {
-  const started = performance.now();
-  res.once('close', () => {
-    ctx.observer.finished(route.name, res.statusCode, (performance.now() - started) / 1000);
-    if (ctx.logger.isLevelEnabled('debug')) {
-      const path = (req.url ?? '').split('?', 1)[0];
-      ctx.logger.debug(
-        { route: route.name, method: req.method, path, status: res.statusCode, ms: +(performance.now() - started).toFixed(3) },
-        'proxied',
-      );
-    }
-  });
-
+  const exchange = new ProxiedRequest(route, req, res, ctx);
   // The app keeps its own credential when the route says so (authorization.replaceExisting: false).
-  if (!route.replaceExisting && req.headers[route.tokenHeader] !== undefined) {
-    forward(route, req, res, ctx, undefined, 0);
-    return;
-  }
-  ctx.tokens.getToken(route.name).then(
-    (token) => forward(route, req, res, ctx, token, 0),
-    (err: unknown) => failRequest(route, res, ctx, err instanceof SidecarError ? err : new TokenUnavailableError(route.name, err)),
-  );
-}
-
-function failRequest(route: ProxyRoute, res: ServerResponse, ctx: ProxyContext, err: SidecarError): void {
-  ctx.logger.warn({ route: route.name, code: err.code, err }, 'request refused');
-  sendError(res, err, route.name);
+  if (!route.replaceExisting && req.headers[route.tokenHeader] !== undefined) exchange.forward(undefined);
+  else exchange.withToken();
 }
 
 function hasBody(headers: IncomingHttpHeaders): boolean {
@@ -107,84 +85,110 @@ function hasBody(headers: IncomingHttpHeaders): boolean {
   return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-function forward(
-  route: ProxyRoute,
-  req: IncomingMessage,
-  res: ServerResponse,
-  ctx: ProxyContext,
-  token: IssuedToken | undefined,
-  attempt: number,
-): void {
-  if (res.destroyed) return; // the app went away while we waited for a token
-  const upstream = route.upstream;
-  const headers = forwardRequestHeaders(req.rawHeaders, req.headers.connection, {
-    tokenHeader: route.tokenHeader,
-    dropTokenHeader: token !== undefined,
-  });
-  headers.push('host', route.preserveHost && req.headers.host ? req.headers.host : upstream.host);
-  if (token) headers.push(route.tokenHeader, route.tokenScheme ? `${route.tokenScheme} ${token.accessToken}` : token.accessToken);
-
-  const method = req.method ?? 'GET';
-  const withBody = hasBody(req.headers);
-  const mayRetry401 = token !== undefined && attempt === 0 && !withBody && IDEMPOTENT.has(method);
-
-  const handler = new ForwardHandler(res, route.name, upstream, mayRetry401, () => {
-    ctx.tokens.invalidate(route.name, token!.accessToken);
-    ctx.observer.retriedAfter401?.(route.name);
-    ctx.logger.info({ route: route.name }, 'upstream answered 401 to the injected token; exchanging again and retrying once');
-    ctx.tokens.getToken(route.name).then(
-      (fresh) => forward(route, req, res, ctx, fresh, attempt + 1),
-      (err: unknown) => failRequest(route, res, ctx, err instanceof SidecarError ? err : new TokenUnavailableError(route.name, err)),
-    );
-  }, (err) => {
-    ctx.logger.warn({ route: route.name, code: err.code, err }, 'upstream request failed');
-  });
-
-  upstream.pool.dispatch(
-    {
-      origin: upstream.origin,
-      path: upstream.target(req.url ?? '/'),
-      method: method as Dispatcher.HttpMethod,
-      headers,
-      body: withBody ? req : null,
-      headersTimeout: upstream.timeoutMs,
-      bodyTimeout: upstream.timeoutMs,
-    },
-    handler,
-  );
+/** `Bearer <token>`, built once per issued token rather than once per request. */
+const credentials = new WeakMap<IssuedToken, string>();
+function credentialFor(route: ProxyRoute, token: IssuedToken): string {
+  let value = credentials.get(token);
+  if (value === undefined) {
+    value = route.tokenScheme ? `${route.tokenScheme} ${token.accessToken}` : token.accessToken;
+    credentials.set(token, value);
+  }
+  return value;
 }
 
-/** Streams the upstream response into the app's ServerResponse with backpressure. */
-class ForwardHandler implements Dispatcher.DispatchHandler {
-  #controller: Dispatcher.DispatchController | undefined;
-  #discard = false;
+/**
+ * One app request on its way upstream, and the undici dispatch handler that streams the
+ * answer back with backpressure. One object per request keeps the hot path to a single
+ * allocation and one 'close' listener.
+ */
+class ProxiedRequest implements Dispatcher.DispatchHandler {
+  readonly #route: ProxyRoute;
+  readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
-  readonly #routeName: string;
-  readonly #upstream: Upstream;
-  readonly #mayRetry401: boolean;
-  readonly #retry: () => void;
-  readonly #onFailure: (err: UpstreamError) => void;
+  readonly #ctx: ProxyContext;
+  readonly #started = performance.now();
+  #controller: Dispatcher.DispatchController | undefined;
+  #token: IssuedToken | undefined;
+  #attempt = 0;
+  #mayRetry401 = false;
+  #discard = false;
 
-  constructor(
-    res: ServerResponse,
-    routeName: string,
-    upstream: Upstream,
-    mayRetry401: boolean,
-    retry: () => void,
-    onFailure: (err: UpstreamError) => void,
-  ) {
+  constructor(route: ProxyRoute, req: IncomingMessage, res: ServerResponse, ctx: ProxyContext) {
+    this.#route = route;
+    this.#req = req;
     this.#res = res;
-    this.#routeName = routeName;
-    this.#upstream = upstream;
-    this.#mayRetry401 = mayRetry401;
-    this.#retry = retry;
-    this.#onFailure = onFailure;
+    this.#ctx = ctx;
+    res.once('close', () => this.#onClose());
+  }
+
+  #onClose(): void {
+    const res = this.#res;
     // The app hung up: stop the upstream exchange too (but never a shared STS exchange).
-    res.once('close', () => {
-      if (!res.writableFinished && this.#controller && !this.#controller.aborted) {
-        this.#controller.abort(new Error('client closed the connection'));
-      }
+    if (!res.writableFinished && this.#controller && !this.#controller.aborted) {
+      this.#controller.abort(new Error('client closed the connection'));
+    }
+    const seconds = (performance.now() - this.#started) / 1000;
+    this.#ctx.observer.finished(this.#route.name, res.statusCode, seconds);
+    if (this.#ctx.logger.isLevelEnabled('debug')) {
+      const req = this.#req;
+      this.#ctx.logger.debug(
+        { route: this.#route.name, method: req.method, path: (req.url ?? '').split('?', 1)[0], status: res.statusCode, ms: +(seconds * 1000).toFixed(3) },
+        'proxied',
+      );
+    }
+  }
+
+  withToken(): void {
+    this.#ctx.tokens.getToken(this.#route.name).then(
+      (token) => this.forward(token),
+      (err: unknown) => this.#fail(err instanceof SidecarError ? err : new TokenUnavailableError(this.#route.name, err), 'request refused'),
+    );
+  }
+
+  forward(token: IssuedToken | undefined): void {
+    const res = this.#res;
+    if (res.destroyed) return; // the app went away while we waited for a token
+    const route = this.#route;
+    const req = this.#req;
+    const upstream = route.upstream;
+    const headers = forwardRequestHeaders(req.rawHeaders, req.headers.connection, {
+      tokenHeader: route.tokenHeader,
+      dropTokenHeader: token !== undefined,
     });
+    headers.push('host', route.preserveHost && req.headers.host ? req.headers.host : upstream.host);
+    if (token) headers.push(route.tokenHeader, credentialFor(route, token));
+
+    const method = req.method ?? 'GET';
+    const withBody = hasBody(req.headers);
+    this.#token = token;
+    this.#mayRetry401 = token !== undefined && this.#attempt === 0 && !withBody && IDEMPOTENT.has(method);
+    this.#discard = false;
+    upstream.pool.dispatch(
+      {
+        origin: upstream.origin,
+        path: upstream.target(req.url ?? '/'),
+        method: method as Dispatcher.HttpMethod,
+        headers,
+        body: withBody ? req : null,
+        headersTimeout: upstream.timeoutMs,
+        bodyTimeout: upstream.timeoutMs,
+      },
+      this,
+    );
+  }
+
+  #retryWithFreshToken(): void {
+    const route = this.#route;
+    this.#ctx.tokens.invalidate(route.name, this.#token!.accessToken);
+    this.#ctx.observer.retriedAfter401?.(route.name);
+    this.#ctx.logger.info({ route: route.name }, 'upstream answered 401 to the injected token; exchanging again and retrying once');
+    this.#attempt += 1;
+    this.withToken();
+  }
+
+  #fail(err: SidecarError, what: string): void {
+    this.#ctx.logger.warn({ route: this.#route.name, code: err.code, err }, what);
+    sendError(this.#res, err, this.#route.name);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -210,14 +214,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    if (this.#discard) this.#retry();
+    if (this.#discard) this.#retryWithFreshToken();
     else this.#res.end();
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
     if (this.#res.destroyed) return;
-    const mapped = upstreamError(err, this.#upstream.origin);
-    this.#onFailure(mapped);
-    sendError(this.#res, mapped, this.#routeName);
+    this.#fail(upstreamError(err, this.#route.upstream.origin), 'upstream request failed');
   }
 }

@@ -42,9 +42,9 @@ export function exchangeParameters(p: ExchangeParams): Array<[string, string]> {
   for (const r of p.resource ?? []) params.push(['resource', r]);
   if (p.scope) params.push(['scope', p.scope]);
   if (p.actorToken) {
-    params.push(['actor_token', p.actorToken]);
     // Section 2.1: actor_token_type is REQUIRED when actor_token is present.
-    if (p.actorTokenType) params.push(['actor_token_type', p.actorTokenType]);
+    if (!p.actorTokenType) throw new TypeError('actorTokenType is required with actorToken (RFC 8693 section 2.1)');
+    params.push(['actor_token', p.actorToken], ['actor_token_type', p.actorTokenType]);
   }
   if (p.options && Object.keys(p.options).length > 0) params.push(['options', JSON.stringify(p.options)]);
   return params;
