@@ -20,7 +20,8 @@ const USAGE = `Usage: sts-sidecar demo [--once] [--log-level LEVEL]
 
 Starts the reference STS, a demo upstream and the sidecar on 127.0.0.1, sends one
 request through the sidecar and prints what happened and the curl commands to try.
-Ports 15000 (admin), 15001 (proxy) and 15002 (the demo route) are used when free.
+Ports 15000 (admin), 15001 (proxy), 15002 (the demo route), 15080 (the STS) and
+15090 (the demo upstream) are used when free, any free port otherwise.
 
   --once              exit after the first request instead of running until Ctrl-C
   --log-level LEVEL   sidecar log level (default warn, to keep the output readable)
@@ -47,11 +48,13 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const out = (line = '') => process.stdout.write(`${line}\n`);
 
   const workloadIssuer = await createWorkloadIssuer({ issuer: 'https://kubernetes.default.svc.cluster.local' });
+  const [stsPort, upstreamPort] = await Promise.all([freePort(15080), freePort(15090)]);
   const sts = await startDevSts({
+    port: stsPort,
     trustedIssuers: [{ issuer: workloadIssuer.issuer, jwks: workloadIssuer.jwks }],
     tokenLifetimeSeconds: 300,
   });
-  const upstream = await startDemoUpstream({ jwksUrl: sts.jwksUrl, issuer: sts.issuer, audience: AUDIENCE });
+  const upstream = await startDemoUpstream({ jwksUrl: sts.jwksUrl, issuer: sts.issuer, audience: AUDIENCE, port: upstreamPort });
 
   // The ambient credential, laid out like a projected service-account token.
   const dir = await mkdtemp(join(tmpdir(), 'sts-sidecar-demo-'));
