@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { startDevSts, type DevSts } from '../src/devsts/index.js';
 import { startFakeSts } from './helpers/fake-sts.js';
-import { startHarness, startUpstream, TOKEN_TYPE_ACCESS, type SidecarHarness, type TestUpstream } from './helpers/harness.js';
+import { closeAfter, startHarness, startUpstream, TOKEN_TYPE_ACCESS, type SidecarHarness, type TestUpstream } from './helpers/harness.js';
 
 const run = promisify(execFile);
 
@@ -120,10 +120,11 @@ describe('reverse proxy with the seed STS (iamtheeggman -> iamthewalrus)', () =>
 });
 
 describe('reverse proxy behaviour', () => {
-  it('streams large request and response bodies both ways', async () => {
-    const sts = await startDevSts();
+  it('streams large request and response bodies both ways', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startDevSts());
     const big = Buffer.alloc(8 * 1024 * 1024, 'a');
-    const upstream = await startUpstream((req, res) => {
+    const upstream = own(await startUpstream((req, res) => {
       if (req.method === 'POST') {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ size: req.body.length, sha256: createHash('sha256').update(req.body).digest('hex') }));
@@ -131,162 +132,135 @@ describe('reverse proxy behaviour', () => {
         res.writeHead(200, { 'content-type': 'application/octet-stream' });
         res.end(big);
       }
-    });
-    const h = await startHarness(seedConfig(sts.tokenUrl, upstream.url));
-    try {
-      const body = Buffer.alloc(5 * 1024 * 1024 + 7, 'b');
-      const posted = await request(`${h.sidecar.routeUrls['walrus']}/upload`, { method: 'POST', body });
-      assert.equal(posted.statusCode, 200);
-      assert.deepEqual(await posted.body.json(), { size: body.length, sha256: createHash('sha256').update(body).digest('hex') });
-      const got = await request(`${h.sidecar.routeUrls['walrus']}/download`);
-      const received = Buffer.from(await got.body.arrayBuffer());
-      assert.equal(received.length, big.length);
-      assert.ok(received.equals(big));
-    } finally {
-      await h.close();
-      await upstream.close();
-      await sts.close();
-    }
+    }));
+    const h = own(await startHarness(seedConfig(sts.tokenUrl, upstream.url)));
+    const body = Buffer.alloc(5 * 1024 * 1024 + 7, 'b');
+    const posted = await request(`${h.sidecar.routeUrls['walrus']}/upload`, { method: 'POST', body });
+    assert.equal(posted.statusCode, 200);
+    assert.deepEqual(await posted.body.json(), { size: body.length, sha256: createHash('sha256').update(body).digest('hex') });
+    const got = await request(`${h.sidecar.routeUrls['walrus']}/download`);
+    const received = Buffer.from(await got.body.arrayBuffer());
+    assert.equal(received.length, big.length);
+    assert.ok(received.equals(big));
   });
 
-  it('authorization.replaceExisting: false forwards the app credential untouched and exchanges nothing', async () => {
-    const sts = await startFakeSts();
-    const upstream = await startUpstream();
-    const h = await startHarness(
+  it('authorization.replaceExisting: false forwards the app credential untouched and exchanges nothing', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startFakeSts());
+    const upstream = own(await startUpstream());
+    const h = own(await startHarness(
       { ...seedConfig(sts.tokenUrl, upstream.url, { lazy: true, authorization: { replaceExisting: false } }) },
       { waitForTokens: false },
-    );
-    try {
-      const res = await request(`${h.sidecar.routeUrls['walrus']}/`, { headers: { authorization: 'Bearer app-token' } });
-      assert.equal(res.statusCode, 200);
-      await res.body.dump();
-      assert.equal(upstream.requests.at(-1)!.headers.authorization, 'Bearer app-token');
-      assert.equal(sts.requests.length, 0);
-    } finally {
-      await h.close();
-      await upstream.close();
-      await sts.close();
-    }
+    ));
+    const res = await request(`${h.sidecar.routeUrls['walrus']}/`, { headers: { authorization: 'Bearer app-token' } });
+    assert.equal(res.statusCode, 200);
+    await res.body.dump();
+    assert.equal(upstream.requests.at(-1)!.headers.authorization, 'Bearer app-token');
+    assert.equal(sts.requests.length, 0);
   });
 
-  it('a custom header name and scheme carry the token', async () => {
-    const sts = await startFakeSts();
-    const upstream = await startUpstream();
-    const h = await startHarness(seedConfig(sts.tokenUrl, upstream.url, { authorization: { header: 'X-Api-Token', scheme: '' } }));
-    try {
-      const res = await request(`${h.sidecar.routeUrls['walrus']}/`, { headers: { authorization: 'Basic kept' } });
-      await res.body.dump();
-      const seen = upstream.requests.at(-1)!.headers;
-      assert.equal(seen['x-api-token'], sts.issued[0]);
-      assert.equal(seen.authorization, 'Basic kept');
-    } finally {
-      await h.close();
-      await upstream.close();
-      await sts.close();
-    }
+  it('a custom header name and scheme carry the token', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startFakeSts());
+    const upstream = own(await startUpstream());
+    const h = own(await startHarness(seedConfig(sts.tokenUrl, upstream.url, { authorization: { header: 'X-Api-Token', scheme: '' } })));
+    const res = await request(`${h.sidecar.routeUrls['walrus']}/`, { headers: { authorization: 'Basic kept' } });
+    await res.body.dump();
+    const seen = upstream.requests.at(-1)!.headers;
+    assert.equal(seen['x-api-token'], sts.issued[0]);
+    assert.equal(seen.authorization, 'Basic kept');
   });
 
-  it('an upstream 401 drops the token, exchanges again and retries an idempotent request once', async () => {
-    const sts = await startFakeSts();
+  it('an upstream 401 drops the token, exchanges again and retries an idempotent request once', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startFakeSts());
     // The upstream accepts only tokens in this set: the first token counts as revoked.
     const accepted = new Set<string>();
-    const upstream = await startUpstream((req, res) => {
+    const upstream = own(await startUpstream((req, res) => {
       if (sts.issued[1]) accepted.add(`Bearer ${sts.issued[1]}`);
       const ok = accepted.has(String(req.headers.authorization));
       res.writeHead(ok ? 200 : 401, { 'content-type': 'text/plain' });
       res.end(ok ? 'fresh token accepted' : 'revoked');
-    });
-    const h = await startHarness(seedConfig(sts.tokenUrl, upstream.url));
-    try {
-      const res = await request(`${h.sidecar.routeUrls['walrus']}/`);
-      assert.equal(res.statusCode, 200);
-      assert.equal(await res.body.text(), 'fresh token accepted');
-      assert.equal(sts.issued.length, 2);
-      assert.deepEqual(upstream.requests.map((r) => r.headers.authorization), [`Bearer ${sts.issued[0]}`, `Bearer ${sts.issued[1]}`]);
+    }));
+    const h = own(await startHarness(seedConfig(sts.tokenUrl, upstream.url)));
+    const res = await request(`${h.sidecar.routeUrls['walrus']}/`);
+    assert.equal(res.statusCode, 200);
+    assert.equal(await res.body.text(), 'fresh token accepted');
+    assert.equal(sts.issued.length, 2);
+    assert.deepEqual(upstream.requests.map((r) => r.headers.authorization), [`Bearer ${sts.issued[0]}`, `Bearer ${sts.issued[1]}`]);
 
-      // Revoke everything: a request with a body is not retried, the 401 reaches the app.
-      sts.issued.length = 0;
-      accepted.clear();
-      const before = upstream.requests.length;
-      const posted = await request(`${h.sidecar.routeUrls['walrus']}/`, { method: 'POST', body: 'data' });
-      assert.equal(posted.statusCode, 401);
-      await posted.body.dump();
-      assert.equal(upstream.requests.length, before + 1);
-      assert.equal(sts.issued.length, 0);
-    } finally {
-      await h.close();
-      await upstream.close();
-      await sts.close();
-    }
+    // Revoke everything: a request with a body is not retried, the 401 reaches the app.
+    sts.issued.length = 0;
+    accepted.clear();
+    const before = upstream.requests.length;
+    const posted = await request(`${h.sidecar.routeUrls['walrus']}/`, { method: 'POST', body: 'data' });
+    assert.equal(posted.statusCode, 401);
+    await posted.body.dump();
+    assert.equal(upstream.requests.length, before + 1);
+    assert.equal(sts.issued.length, 0);
   });
 
-  it('an unreachable upstream gives 502 ERR_UPSTREAM_UNREACHABLE; a silent one 504 ERR_UPSTREAM_TIMEOUT', async () => {
-    const sts = await startFakeSts();
-    const closed = await startUpstream();
+  it('an unreachable upstream gives 502 ERR_UPSTREAM_UNREACHABLE; a silent one 504 ERR_UPSTREAM_TIMEOUT', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startFakeSts());
+    const closed = own(await startUpstream());
     await closed.close();
     const silent = createServer(() => {}); // accepts, never answers
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    t.after(() => {
+      silent.closeAllConnections();
+      silent.close();
+    });
     const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
-    const h = await startHarness({
+    const h = own(await startHarness({
       subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS },
       sts: { url: sts.tokenUrl },
       routes: [
         { name: 'gone', host: 'gone.internal', upstream: closed.url },
         { name: 'slow', host: 'slow.internal', upstream: silentUrl, upstreamTimeoutSeconds: 0.3 },
       ],
-    });
-    try {
-      const gone = await request(`${h.sidecar.proxyUrl}/`, { headers: { host: 'gone.internal' } });
-      assert.equal(gone.statusCode, 502);
-      assert.deepEqual(
-        { code: ((await gone.body.json()) as Record<string, unknown>)['code'] },
-        { code: 'ERR_UPSTREAM_UNREACHABLE' },
-      );
-      const slow = await request(`${h.sidecar.proxyUrl}/`, { headers: { host: 'slow.internal' } });
-      assert.equal(slow.statusCode, 504);
-      const body = (await slow.body.json()) as Record<string, unknown>;
-      assert.equal(body['code'], 'ERR_UPSTREAM_TIMEOUT');
-      assert.equal(body['route'], 'slow');
-    } finally {
-      await h.close();
-      silent.closeAllConnections();
-      silent.close();
-      await sts.close();
-    }
+    }));
+    const gone = await request(`${h.sidecar.proxyUrl}/`, { headers: { host: 'gone.internal' } });
+    assert.equal(gone.statusCode, 502);
+    assert.deepEqual(
+      { code: ((await gone.body.json()) as Record<string, unknown>)['code'] },
+      { code: 'ERR_UPSTREAM_UNREACHABLE' },
+    );
+    const slow = await request(`${h.sidecar.proxyUrl}/`, { headers: { host: 'slow.internal' } });
+    assert.equal(slow.statusCode, 504);
+    const body = (await slow.body.json()) as Record<string, unknown>;
+    assert.equal(body['code'], 'ERR_UPSTREAM_TIMEOUT');
+    assert.equal(body['route'], 'slow');
   });
 
-  it('when the STS refuses, the app gets 503 {error, code, route} and nothing is forwarded', async () => {
-    const sts = await startDevSts();
-    const upstream = await startUpstream();
-    const h = await startHarness(
+  it('when the STS refuses, the app gets 503 {error, code, route} and nothing is forwarded', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startDevSts());
+    const upstream = own(await startUpstream());
+    const h = own(await startHarness(
       {
         subjectToken: { value: 'not-the-eggman', type: TOKEN_TYPE_ACCESS },
         sts: { url: sts.tokenUrl },
         routes: [{ name: 'walrus', listen: '127.0.0.1:0', upstream: upstream.url }],
       },
       { waitForTokens: false },
-    );
-    try {
-      const res = await request(`${h.sidecar.routeUrls['walrus']}/`);
-      assert.equal(res.statusCode, 503);
-      assert.equal(res.headers['content-type'], 'application/json');
-      const body = (await res.body.json()) as Record<string, unknown>;
-      assert.equal(body['code'], 'ERR_TOKEN_UNAVAILABLE');
-      assert.equal(body['route'], 'walrus');
-      assert.equal(body['cause'], 'ERR_STS_OAUTH_ERROR');
-      assert.equal(body['stsError'], 'invalid_grant');
-      assert.equal(typeof body['error'], 'string');
-      assert.ok(!JSON.stringify(body).includes('not-the-eggman'));
-      assert.equal(upstream.requests.length, 0);
-    } finally {
-      await h.close();
-      await upstream.close();
-      await sts.close();
-    }
+    ));
+    const res = await request(`${h.sidecar.routeUrls['walrus']}/`);
+    assert.equal(res.statusCode, 503);
+    assert.equal(res.headers['content-type'], 'application/json');
+    const body = (await res.body.json()) as Record<string, unknown>;
+    assert.equal(body['code'], 'ERR_TOKEN_UNAVAILABLE');
+    assert.equal(body['route'], 'walrus');
+    assert.equal(body['cause'], 'ERR_STS_OAUTH_ERROR');
+    assert.equal(body['stsError'], 'invalid_grant');
+    assert.equal(typeof body['error'], 'string');
+    assert.ok(!JSON.stringify(body).includes('not-the-eggman'));
+    assert.equal(upstream.requests.length, 0);
   });
 
-  it('passes a WebSocket-style Upgrade through with the token in the handshake', async () => {
-    const sts = await startDevSts();
+  it('passes a WebSocket-style Upgrade through with the token in the handshake', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startDevSts());
     const upstream = createServer();
     let seenAuth: string | undefined;
     upstream.on('upgrade', (req, socket) => {
@@ -295,124 +269,106 @@ describe('reverse proxy behaviour', () => {
       socket.on('data', (d: Buffer) => socket.write(Buffer.concat([Buffer.from('echo:'), d])));
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    t.after(() => upstream.close());
     const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
-    const h = await startHarness(seedConfig(sts.tokenUrl, upstreamUrl));
-    try {
-      const { port } = new URL(h.sidecar.routeUrls['walrus']!);
-      const socket = connect(Number(port), '127.0.0.1');
-      const received: Buffer[] = [];
-      socket.on('data', (d: Buffer) => received.push(d));
-      socket.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\nAuthorization: Bearer app\r\n\r\n');
-      const deadline = Date.now() + 3000;
-      while (!Buffer.concat(received).toString().includes('\r\n\r\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      assert.match(Buffer.concat(received).toString(), /^HTTP\/1\.1 101/);
-      received.length = 0;
-      socket.write('ping');
-      while (!Buffer.concat(received).toString().includes('echo:ping') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      assert.equal(Buffer.concat(received).toString(), 'echo:ping');
-      assert.equal(seenAuth, 'Bearer iamthewalrus');
-      socket.destroy();
-    } finally {
-      await h.close();
-      upstream.closeAllConnections();
-      upstream.close();
-      await sts.close();
-    }
+    const h = own(await startHarness(seedConfig(sts.tokenUrl, upstreamUrl)));
+    const { port } = new URL(h.sidecar.routeUrls['walrus']!);
+    const socket = connect(Number(port), '127.0.0.1');
+    t.after(() => socket.destroy());
+    const received: Buffer[] = [];
+    socket.on('data', (d: Buffer) => received.push(d));
+    socket.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\nAuthorization: Bearer app\r\n\r\n');
+    const deadline = Date.now() + 3000;
+    while (!Buffer.concat(received).toString().includes('\r\n\r\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.match(Buffer.concat(received).toString(), /^HTTP\/1\.1 101/);
+    received.length = 0;
+    socket.write('ping');
+    while (!Buffer.concat(received).toString().includes('echo:ping') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(Buffer.concat(received).toString(), 'echo:ping');
+    assert.equal(seenAuth, 'Bearer iamthewalrus');
+
+    // Shutdown must not wait forever on an open tunnel (node:http forgets upgraded sockets).
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    await h.sidecar.close(100);
+    await closed;
   });
 
-  it('pathPrefix routes on segment boundaries, longest prefix first', async () => {
-    const sts = await startFakeSts();
-    const a = await startUpstream();
-    const b = await startUpstream();
-    const h = await startHarness({
+  it('pathPrefix routes on segment boundaries, longest prefix first', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startFakeSts());
+    const a = own(await startUpstream());
+    const b = own(await startUpstream());
+    const h = own(await startHarness({
       subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS },
       sts: { url: sts.tokenUrl },
       routes: [
         { name: 'api', host: 'svc.internal', pathPrefix: '/api', upstream: a.url },
         { name: 'api-v2', host: 'svc.internal', pathPrefix: '/api/v2', upstream: b.url },
       ],
-    });
+    }));
     const status = async (path: string) => {
       const res = await request(`${h.sidecar.proxyUrl}${path}`, { headers: { host: 'SVC.internal:15001' } });
       await res.body.dump();
       return res.statusCode;
     };
-    try {
-      assert.equal(await status('/api/orders'), 200);
-      assert.equal(await status('/api/v2/orders'), 200);
-      assert.equal(await status('/api?x=1'), 200);
-      assert.equal(await status('/apix'), 404);
-      assert.deepEqual(a.requests.map((r) => r.url), ['/api/orders', '/api?x=1']);
-      assert.deepEqual(b.requests.map((r) => r.url), ['/api/v2/orders']);
-    } finally {
-      await h.close();
-      await a.close();
-      await b.close();
-      await sts.close();
-    }
+    assert.equal(await status('/api/orders'), 200);
+    assert.equal(await status('/api/v2/orders'), 200);
+    assert.equal(await status('/api?x=1'), 200);
+    assert.equal(await status('/apix'), 404);
+    assert.deepEqual(a.requests.map((r) => r.url), ['/api/orders', '/api?x=1']);
+    assert.deepEqual(b.requests.map((r) => r.url), ['/api/v2/orders']);
   });
 });
 
 describe('single flight', () => {
-  it('200 concurrent requests on a cold cache cause exactly one exchange', async () => {
-    const sts = await startFakeSts({ delayMs: 200 });
-    const upstream = await startUpstream();
-    const h = await startHarness(
+  it('200 concurrent requests on a cold cache cause exactly one exchange', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startFakeSts({ delayMs: 200 }));
+    const upstream = own(await startUpstream());
+    const h = own(await startHarness(
       {
         subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS },
         sts: { url: sts.tokenUrl },
         routes: [{ name: 'cold', listen: '127.0.0.1:0', upstream: upstream.url, lazy: true }],
       },
       { waitForTokens: false },
+    ));
+    const agent = own(new Agent({ connections: 200 }));
+    const url = `${h.sidecar.routeUrls['cold']}/`;
+    const statuses = await Promise.all(
+      Array.from({ length: 200 }, async () => {
+        const res = await request(url, { dispatcher: agent });
+        await res.body.dump();
+        return res.statusCode;
+      }),
     );
-    const agent = new Agent({ connections: 200 });
-    try {
-      const url = `${h.sidecar.routeUrls['cold']}/`;
-      const statuses = await Promise.all(
-        Array.from({ length: 200 }, async () => {
-          const res = await request(url, { dispatcher: agent });
-          await res.body.dump();
-          return res.statusCode;
-        }),
-      );
-      assert.deepEqual(new Set(statuses), new Set([200]));
-      assert.equal(sts.requests.length, 1);
-      assert.equal(upstream.requests.length, 200);
-      assert.ok(upstream.requests.every((r) => r.headers.authorization === `Bearer ${sts.issued[0]}`));
-    } finally {
-      await agent.close();
-      await h.close();
-      await upstream.close();
-      await sts.close();
-    }
+    assert.deepEqual(new Set(statuses), new Set([200]));
+    assert.equal(sts.requests.length, 1);
+    assert.equal(upstream.requests.length, 200);
+    assert.ok(upstream.requests.every((r) => r.headers.authorization === `Bearer ${sts.issued[0]}`));
   });
 
-  it('a client that disconnects does not abort the shared exchange', async () => {
-    const sts = await startFakeSts({ delayMs: 300 });
-    const upstream = await startUpstream();
-    const h = await startHarness(
+  it('a client that disconnects does not abort the shared exchange', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startFakeSts({ delayMs: 300 }));
+    const upstream = own(await startUpstream());
+    const h = own(await startHarness(
       {
         subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS },
         sts: { url: sts.tokenUrl },
         routes: [{ name: 'cold', listen: '127.0.0.1:0', upstream: upstream.url, lazy: true }],
       },
       { waitForTokens: false },
-    );
-    try {
-      const url = `${h.sidecar.routeUrls['cold']}/`;
-      const impatient = request(url, { signal: AbortSignal.timeout(50) }).catch((err: Error) => err);
-      const patient = request(url);
-      assert.ok((await impatient) instanceof Error);
-      const res = await patient;
-      assert.equal(res.statusCode, 200);
-      await res.body.dump();
-      assert.equal(sts.requests.length, 1);
-      // The abandoned request was never forwarded.
-      assert.equal(upstream.requests.length, 1);
-    } finally {
-      await h.close();
-      await upstream.close();
-      await sts.close();
-    }
+    ));
+    const url = `${h.sidecar.routeUrls['cold']}/`;
+    const impatient = request(url, { signal: AbortSignal.timeout(50) }).catch((err: Error) => err);
+    const patient = request(url);
+    assert.ok((await impatient) instanceof Error);
+    const res = await patient;
+    assert.equal(res.statusCode, 200);
+    await res.body.dump();
+    assert.equal(sts.requests.length, 1);
+    // The abandoned request was never forwarded.
+    assert.equal(upstream.requests.length, 1);
   });
 });

@@ -2,7 +2,7 @@
  * Listening and graceful shutdown for the sidecar's node:http servers.
  */
 import { createServer, type Server, type RequestListener } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { ListenAddress } from '../config/schema.js';
 import type { UpgradeListener } from './upgrade.js';
 
@@ -18,6 +18,13 @@ export interface ListeningServer {
 export async function listenHttp(address: ListenAddress, onRequest: RequestListener, onUpgrade?: UpgradeListener): Promise<ListeningServer> {
   const server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, onRequest);
   if (onUpgrade) server.on('upgrade', onUpgrade);
+  // node:http forgets a socket once it is upgraded, so closeAllConnections() would leave
+  // WebSocket tunnels open forever at shutdown: track every socket ourselves.
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(address.port, address.host, () => {
@@ -31,14 +38,17 @@ export async function listenHttp(address: ListenAddress, onRequest: RequestListe
     server,
     address: { host: info.address, port: info.port },
     url: `http://${host}:${info.port}`,
-    close: (drainMs = 0) => closeServer(server, drainMs),
+    close: (drainMs = 0) => closeServer(server, sockets, drainMs),
   };
 }
 
-function closeServer(server: Server, drainMs: number): Promise<void> {
+function closeServer(server: Server, sockets: Set<Socket>, drainMs: number): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
-    const timer = setTimeout(() => server.closeAllConnections(), drainMs);
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
+    }, drainMs);
     timer.unref();
     server.close(() => {
       clearTimeout(timer);

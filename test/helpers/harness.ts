@@ -93,3 +93,14 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
 export function parsedLogs(logs: readonly string[]): Array<Record<string, unknown>> {
   return logs.flatMap((l) => l.split('\n').filter(Boolean)).map((l) => JSON.parse(l) as Record<string, unknown>);
 }
+
+/**
+ * Closes what a test started when the test ends, pass or fail:
+ * `const own = closeAfter(t); const sts = own(await startFakeSts());`
+ */
+export function closeAfter(t: { after(fn: () => unknown): void }): <T extends { close(): unknown }>(resource: T) => T {
+  return (resource) => {
+    t.after(() => resource.close());
+    return resource;
+  };
+}
