@@ -8,6 +8,9 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { request as httpRequest, createServer } from 'node:http';
 import { connect } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
@@ -142,6 +145,29 @@ describe('reverse proxy behaviour', () => {
     const received = Buffer.from(await got.body.arrayBuffer());
     assert.equal(received.length, big.length);
     assert.ok(received.equals(big));
+  });
+
+  it('curl uploads with Expect: 100-continue and with chunked encoding are streamed through', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startDevSts());
+    const upstream = own(
+      await startUpstream((req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ size: req.body.length, te: req.headers['transfer-encoding'] ?? null, auth: req.headers.authorization }));
+      }),
+    );
+    const h = own(await startHarness(seedConfig(sts.tokenUrl, upstream.url)));
+    const dir = await mkdtemp(join(tmpdir(), 'sts-sidecar-upload-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'body.bin');
+    await writeFile(file, Buffer.alloc(3 * 1024 * 1024, 'z'));
+    const url = `${h.sidecar.routeUrls['walrus']}/upload`;
+    // curl sends Expect: 100-continue for bodies over 1 MiB.
+    const expect = await run('curl', ['-s', '-v', '--data-binary', `@${file}`, url]);
+    assert.match(expect.stderr, /Expect: 100-continue/);
+    assert.deepEqual(JSON.parse(expect.stdout), { size: 3 * 1024 * 1024, te: null, auth: 'Bearer iamthewalrus' });
+    const chunked = await run('curl', ['-s', '-H', 'Transfer-Encoding: chunked', '--data-binary', `@${file}`, url]);
+    assert.deepEqual(JSON.parse(chunked.stdout), { size: 3 * 1024 * 1024, te: 'chunked', auth: 'Bearer iamthewalrus' });
   });
 
   it('authorization.replaceExisting: false forwards the app credential untouched and exchanges nothing', async (t) => {
@@ -370,5 +396,34 @@ describe('single flight', () => {
     assert.equal(sts.requests.length, 1);
     // The abandoned request was never forwarded.
     assert.equal(upstream.requests.length, 1);
+  });
+});
+
+describe('shutdown', () => {
+  it('close() lets an in-flight request finish, fails readiness, then stops', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startDevSts());
+    const upstream = own(
+      await startUpstream((_req, res) => {
+        setTimeout(() => {
+          res.writeHead(200);
+          res.end('slow but complete');
+        }, 400);
+      }),
+    );
+    const h = own(await startHarness(seedConfig(sts.tokenUrl, upstream.url)));
+    const inFlight = request(`${h.sidecar.routeUrls['walrus']}/slow`);
+    await new Promise((r) => setTimeout(r, 100));
+    const closing = h.sidecar.close(5000);
+    const ready = await request(`${h.sidecar.adminUrl}/readyz`).then(
+      async (r) => ((await r.body.json()) as { shuttingDown: boolean }).shuttingDown,
+      () => 'admin closed',
+    );
+    assert.equal(ready, true);
+    const res = await inFlight;
+    assert.equal(res.statusCode, 200);
+    assert.equal(await res.body.text(), 'slow but complete');
+    await closing;
+    await assert.rejects(request(`${h.sidecar.routeUrls['walrus']}/`), /ECONNREFUSED/);
   });
 });

@@ -64,26 +64,23 @@ const httpUrl = z.string().transform((value, ctx): URL => {
 });
 
 /** A secret given inline, from a file, or from an environment variable: exactly one. */
-const secretSource = z
-  .strictObject({ value: nonEmpty.optional(), file: nonEmpty.optional(), env: nonEmpty.optional() })
-  .superRefine((v, ctx) => {
-    const given = [v.value, v.file, v.env].filter((x) => x !== undefined).length;
-    if (given !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one of "file", "env" or "value"' });
-  });
+const secretFields = { value: nonEmpty.optional(), file: nonEmpty.optional(), env: nonEmpty.optional() };
+
+function exactlyOneSource(v: { value?: string | undefined; file?: string | undefined; env?: string | undefined }, ctx: z.RefinementCtx): void {
+  const given = [v.value, v.file, v.env].filter((x) => x !== undefined).length;
+  if (given !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one of "file", "env" or "value"' });
+}
+
+const secretSource = z.strictObject(secretFields).superRefine(exactlyOneSource);
 
 const subjectTokenSchema = z
   .strictObject({
-    file: nonEmpty.optional(),
-    env: nonEmpty.optional(),
-    value: nonEmpty.optional(),
+    ...secretFields,
     type: nonEmpty.default(TOKEN_TYPE.jwt),
     /** Fallback poll for file sources, on top of fs.watch (which misses events on some volumes). */
     pollIntervalSeconds: seconds(0.05).default(5),
   })
-  .superRefine((v, ctx) => {
-    const given = [v.file, v.env, v.value].filter((x) => x !== undefined).length;
-    if (given !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one of "file", "env" or "value"' });
-  });
+  .superRefine(exactlyOneSource);
 
 const clientAuthSchema = z.discriminatedUnion('method', [
   z.strictObject({ method: z.literal('none'), clientId: nonEmpty.optional() }),
@@ -99,7 +96,7 @@ const stsSchema = z
     jsonFieldNames: z.enum(['camelCase', 'snake_case']).default('camelCase'),
     ca: nonEmpty.optional(),
     clientAuth: clientAuthSchema.default({ method: 'none' }),
-    actorToken: z.strictObject({ ...secretSource.shape, type: nonEmpty }).optional(),
+    actorToken: z.strictObject({ ...secretFields, type: nonEmpty }).superRefine(exactlyOneSource).optional(),
     timeoutSeconds: seconds(0.01).default(10),
     maxResponseBytes: z.number().int().min(1024).default(1024 * 1024),
     /** Plain-http STS URLs off loopback send the subject token in clear; require saying so. */

@@ -6,7 +6,12 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type FakeStsMode = 'up' | 'down-503' | 'down-reset';
+/**
+ * up: a valid reply; down-503: HTTP 503 text; down-reset: connection reset;
+ * not-json: 200 with HTML; no-access-token: 200 JSON without access_token;
+ * huge: 200 with an 8 MiB JSON body; hang: accepts and never answers.
+ */
+export type FakeStsMode = 'up' | 'down-503' | 'down-reset' | 'not-json' | 'no-access-token' | 'huge' | 'hang';
 
 export interface FakeSts {
   readonly tokenUrl: string;
@@ -37,10 +42,23 @@ export async function startFakeSts(options: { delayMs?: number; lifetimeSeconds?
     req.on('end', () => {
       requests.push(new URLSearchParams(Buffer.concat(chunks).toString()));
       if (state.mode === 'down-reset') return void req.socket.destroy();
+      if (state.mode === 'hang') return;
       setTimeout(() => {
         if (state.mode === 'down-503') {
           res.writeHead(503, { 'content-type': 'text/plain' });
           return void res.end('unavailable');
+        }
+        if (state.mode === 'not-json') {
+          res.writeHead(200, { 'content-type': 'text/html' });
+          return void res.end('<html>login page</html>');
+        }
+        if (state.mode === 'no-access-token') {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return void res.end(JSON.stringify({ issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'Bearer', expires_in: 60 }));
+        }
+        if (state.mode === 'huge') {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return void res.end(`{"access_token":"${'a'.repeat(8 * 1024 * 1024)}","issued_token_type":"x","token_type":"Bearer","expires_in":60}`);
         }
         const token = `${options.prefix ?? 'issued'}-${issued.length + 1}-${'x'.repeat(24)}`;
         issued.push(token);
