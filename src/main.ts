@@ -13,6 +13,7 @@ import { createSubjectTokenProvider } from './credentials/subject-token.js';
 import { ConfigError } from './errors.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { registerSecret, forgetSecret } from './log/redact.js';
+import { LogThrottle } from './log/throttle.js';
 import { listenHttp, type ListeningServer } from './proxy/listen.js';
 import {
   createDedicatedListenerHandler,
@@ -21,7 +22,7 @@ import {
   type ProxyRoute,
   type RequestListener,
 } from './proxy/reverse-proxy.js';
-import { RouteTable } from './proxy/routing.js';
+import { pathMatches, RouteTable } from './proxy/routing.js';
 import { createUpgradeHandler, type UpgradeListener } from './proxy/upgrade.js';
 import { createUpstream } from './proxy/upstream.js';
 import { clientSecretBasic, clientSecretPost, noClientAuth, type ClientAuth } from './sts/client-auth.js';
@@ -135,7 +136,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     });
   }
 
-  const ctx: ProxyContext = { tokens: tokenProvider, logger, observer: metrics.proxyObserver };
+  const ctx: ProxyContext = { tokens: tokenProvider, logger, observer: metrics.proxyObserver, failureLogs: new LogThrottle() };
   const servers: ListeningServer[] = [];
   const listen = async (address: ListenAddress, key: string, onRequest: RequestListener, onUpgrade?: UpgradeListener) => {
     try {
@@ -162,7 +163,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
       route.listen,
       `routes[${i}].listen`,
       createDedicatedListenerHandler(route, ctx),
-      createUpgradeHandler(() => route, ctx),
+      createUpgradeHandler((req) => (pathMatches(route.pathPrefix, req.url ?? '/') ? route : undefined), ctx),
     );
     routeUrls[route.name] = s.url;
   }

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
 import { startFakeSts, type FakeStsMode } from './helpers/fake-sts.js';
-import { closeAfter, sleep, startHarness, startUpstream, TOKEN_TYPE_ACCESS } from './helpers/harness.js';
+import { closeAfter, parsedLogs, sleep, startHarness, startUpstream, TOKEN_TYPE_ACCESS } from './helpers/harness.js';
 
 const CASES: Array<[FakeStsMode, string]> = [
   ['not-json', 'ERR_STS_RESPONSE_INVALID'],
@@ -58,4 +58,34 @@ describe('STS misbehaviour through the sidecar', () => {
       assert.equal(upstream.requests.at(-1)!.headers.authorization, `Bearer ${sts.issued[0]}`);
     });
   }
+});
+
+describe('log volume during an outage', () => {
+  it('50 refused requests log one "request refused" line, with the suppressed count on the next', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startFakeSts());
+    sts.mode = 'down-503';
+    const upstream = own(await startUpstream());
+    const h = own(
+      await startHarness(
+        {
+          subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS },
+          sts: { url: sts.tokenUrl },
+          cache: { retryInitialDelaySeconds: 10, retryMaxDelaySeconds: 10 },
+          routes: [{ name: 'r', listen: '127.0.0.1:0', upstream: upstream.url }],
+        },
+        { waitForTokens: true },
+      ),
+    );
+    for (let i = 0; i < 50; i++) {
+      const res = await request(`${h.sidecar.routeUrls['r']}/`);
+      assert.equal(res.statusCode, 503);
+      await res.body.dump();
+    }
+    await sleep(20);
+    const refused = parsedLogs(h.logs).filter((l) => l['msg'] === 'request refused');
+    assert.equal(refused.length, 1);
+    assert.equal(refused[0]!['code'], 'ERR_TOKEN_UNAVAILABLE');
+    assert.equal(refused[0]!['suppressed'], 0);
+  });
 });

@@ -12,6 +12,7 @@ import { RouteNotFoundError, SidecarError, TokenUnavailableError } from '../erro
 import type { TokenProvider } from '../cache/token-provider.js';
 import type { IssuedToken } from '../sts/exchange-response.js';
 import type { Logger } from '../log/logger.js';
+import type { LogThrottle } from '../log/throttle.js';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.js';
 import { sendError, upstreamError } from './respond.js';
 import { pathMatches, RouteTable, type RoutableRoute } from './routing.js';
@@ -37,6 +38,8 @@ export interface ProxyContext {
   readonly tokens: TokenProvider;
   readonly logger: Logger;
   readonly observer: ProxyObserver;
+  /** Keeps per-request failure logs to one line per route and code every few seconds. */
+  readonly failureLogs: LogThrottle;
 }
 
 /** RFC 9110 section 9.2.2. A retry after 401 is only safe for these, and only without a body. */
@@ -187,7 +190,8 @@ class ProxiedRequest implements Dispatcher.DispatchHandler {
   }
 
   #fail(err: SidecarError, what: string): void {
-    this.#ctx.logger.warn({ route: this.#route.name, code: err.code, err }, what);
+    const suppressed = this.#ctx.failureLogs.admit(`${this.#route.name} ${err.code}`);
+    if (suppressed !== undefined) this.#ctx.logger.warn({ route: this.#route.name, code: err.code, err, suppressed }, what);
     sendError(this.#res, err, this.#route.name);
   }
 

@@ -26,7 +26,8 @@ export function createUpgradeHandler(resolve: (req: IncomingMessage) => ProxyRou
       (token) => splice(route, req, socket, head, `${route.tokenScheme ? `${route.tokenScheme} ` : ''}${token.accessToken}`, ctx),
       (err: unknown) => {
         const e = err instanceof SidecarError ? err : new TokenUnavailableError(route.name, err);
-        ctx.logger.warn({ route: route.name, code: e.code, err: e }, 'upgrade refused');
+        const suppressed = ctx.failureLogs.admit(`${route.name} ${e.code}`);
+        if (suppressed !== undefined) ctx.logger.warn({ route: route.name, code: e.code, err: e, suppressed }, 'upgrade refused');
         sendErrorOnSocket(socket, e, route.name);
       },
     );
@@ -66,7 +67,8 @@ function splice(route: ProxyRoute, req: IncomingMessage, client: Duplex, head: B
   upstream.on('error', (err) => {
     if (!connected) {
       const e = upstreamError(err, route.upstream.origin);
-      ctx.logger.warn({ route: route.name, code: e.code, err: e }, 'upgrade to upstream failed');
+      const suppressed = ctx.failureLogs.admit(`${route.name} ${e.code}`);
+      if (suppressed !== undefined) ctx.logger.warn({ route: route.name, code: e.code, err: e, suppressed }, 'upgrade to upstream failed');
       sendErrorOnSocket(client, e, route.name);
     } else {
       client.destroy();
