@@ -2,7 +2,7 @@
  * Dev STS options: the public shape, and its validation into a frozen, fully
  * defaulted value once at start (a mistake fails `startDevSts`, not a request).
  */
-import type { JSONWebKeySet, JWK } from 'jose';
+import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import { ConfigError } from '../errors.js';
 import type { RegisteredClient } from './client-auth.js';
