@@ -83,14 +83,23 @@ export function proxyRequest(route: ProxyRoute, req: IncomingMessage, res: Serve
   else exchange.withToken();
 }
 
+/** A per-request failure, logged at most once per route and code per throttle window. */
+export function warnThrottled(ctx: ProxyContext, route: string, err: SidecarError, what: string): void {
+  const suppressed = ctx.failureLogs.admit(`${route} ${err.code}`);
+  if (suppressed !== undefined) ctx.logger.warn({ route, code: err.code, err, suppressed }, what);
+}
+
 function hasBody(headers: IncomingHttpHeaders): boolean {
   const length = headers['content-length'];
   return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-/** `Bearer <token>`, built once per issued token rather than once per request. */
+/**
+ * `Bearer <token>`, built once per issued token rather than once per request. Keyed by the
+ * token object alone: each cache entry (and so each token object) belongs to one route.
+ */
 const credentials = new WeakMap<IssuedToken, string>();
-function credentialFor(route: ProxyRoute, token: IssuedToken): string {
+export function credentialFor(route: ProxyRoute, token: IssuedToken): string {
   let value = credentials.get(token);
   if (value === undefined) {
     value = route.tokenScheme ? `${route.tokenScheme} ${token.accessToken}` : token.accessToken;
@@ -190,8 +199,7 @@ class ProxiedRequest implements Dispatcher.DispatchHandler {
   }
 
   #fail(err: SidecarError, what: string): void {
-    const suppressed = this.#ctx.failureLogs.admit(`${this.#route.name} ${err.code}`);
-    if (suppressed !== undefined) this.#ctx.logger.warn({ route: this.#route.name, code: err.code, err, suppressed }, what);
+    warnThrottled(this.#ctx, this.#route.name, err, what);
     sendError(this.#res, err, this.#route.name);
   }
 

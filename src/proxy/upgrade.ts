@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { RouteNotFoundError, SidecarError, TokenUnavailableError } from '../errors.js';
 import { forwardRequestHeaders } from './headers.js';
 import { sendErrorOnSocket, upstreamError } from './respond.js';
-import type { ProxyContext, ProxyRoute } from './reverse-proxy.js';
+import { credentialFor, warnThrottled, type ProxyContext, type ProxyRoute } from './reverse-proxy.js';
 
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -23,11 +23,10 @@ export function createUpgradeHandler(resolve: (req: IncomingMessage) => ProxyRou
       return;
     }
     ctx.tokens.getToken(route.name).then(
-      (token) => splice(route, req, socket, head, `${route.tokenScheme ? `${route.tokenScheme} ` : ''}${token.accessToken}`, ctx),
+      (token) => splice(route, req, socket, head, credentialFor(route, token), ctx),
       (err: unknown) => {
         const e = err instanceof SidecarError ? err : new TokenUnavailableError(route.name, err);
-        const suppressed = ctx.failureLogs.admit(`${route.name} ${e.code}`);
-        if (suppressed !== undefined) ctx.logger.warn({ route: route.name, code: e.code, err: e, suppressed }, 'upgrade refused');
+        warnThrottled(ctx, route.name, e, 'upgrade refused');
         sendErrorOnSocket(socket, e, route.name);
       },
     );
@@ -67,8 +66,7 @@ function splice(route: ProxyRoute, req: IncomingMessage, client: Duplex, head: B
   upstream.on('error', (err) => {
     if (!connected) {
       const e = upstreamError(err, route.upstream.origin);
-      const suppressed = ctx.failureLogs.admit(`${route.name} ${e.code}`);
-      if (suppressed !== undefined) ctx.logger.warn({ route: route.name, code: e.code, err: e, suppressed }, 'upgrade to upstream failed');
+      warnThrottled(ctx, route.name, e, 'upgrade to upstream failed');
       sendErrorOnSocket(client, e, route.name);
     } else {
       client.destroy();
