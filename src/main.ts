@@ -2,6 +2,7 @@
  * Wiring: config in, running sidecar out. The only place (with cli/) that knows every
  * part; each part only knows the interfaces it is handed.
  */
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { DestinationStream } from 'pino';
 import { createAdminHandler } from './admin/server.js';
@@ -25,7 +26,15 @@ import {
 import { pathMatches, RouteTable } from './proxy/routing.js';
 import { createUpgradeHandler, type UpgradeListener } from './proxy/upgrade.js';
 import { createUpstream } from './proxy/upstream.js';
-import { clientSecretBasic, clientSecretPost, noClientAuth, type ClientAuth } from './sts/client-auth.js';
+import {
+  clientSecretBasic,
+  clientSecretPost,
+  defaultJwsAlgorithm,
+  noClientAuth,
+  privateKeyJwt,
+  tlsClientAuth,
+  type ClientAuth,
+} from './sts/client-auth.js';
 import { createStsClient, type StsClient } from './sts/client.js';
 
 export interface StartOptions {
@@ -229,6 +238,28 @@ function routeExchange(route: RouteConfig): RouteExchange {
 async function buildClientAuth(config: Config, cleanups: Array<() => void>, onError: (err: unknown) => void): Promise<ClientAuth> {
   const auth = config.sts.clientAuth;
   if (auth.method === 'none') return noClientAuth(auth.clientId);
+  if (auth.method === 'tls_client_auth') return tlsClientAuth(auth.clientId);
+  if (auth.method === 'private_key_jwt') {
+    if (!auth.key) throw new ConfigError('sts.clientAuth.key', 'private_key_jwt with the identity key is wired with identity');
+    const keySource = await openSecretSource(auth.key, { keyPath: 'sts.clientAuth.key', onError });
+    cleanups.push(() => keySource.close());
+    let key = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
+    keySource.onChange(() => {
+      try {
+        key = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
+      } catch (err) {
+        onError(err);
+      }
+    });
+    return privateKeyJwt({
+      clientId: auth.clientId,
+      key: () => key,
+      algorithm: auth.algorithm ?? defaultJwsAlgorithm(key),
+      keyId: auth.keyId,
+      audience: auth.audience ?? config.sts.url.href,
+      lifetimeSeconds: auth.assertionLifetimeSeconds,
+    });
+  }
   const secret = await openSecretSource(auth.clientSecret, { keyPath: 'sts.clientAuth.clientSecret', onError });
   cleanups.push(() => secret.close());
   trackSecret(secret);
@@ -251,5 +282,13 @@ async function readConfigFile(path: string, keyPath: string): Promise<string> {
     return await readFile(path, 'utf8');
   } catch (err) {
     throw new ConfigError(keyPath, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
+  }
+}
+
+function parsePrivateKey(pem: string, keyPath: string): KeyObject {
+  try {
+    return createPrivateKey(pem);
+  } catch (err) {
+    throw new ConfigError(keyPath, `not a PEM private key: ${(err as Error).message}`, { cause: err });
   }
 }

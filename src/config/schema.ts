@@ -82,11 +82,40 @@ const subjectTokenSchema = z
   })
   .superRefine(exactlyOneSource);
 
+const JWS_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA'] as const;
+
 const clientAuthSchema = z.discriminatedUnion('method', [
   z.strictObject({ method: z.literal('none'), clientId: nonEmpty.optional() }),
   z.strictObject({ method: z.literal('client_secret_basic'), clientId: nonEmpty, clientSecret: secretSource }),
   z.strictObject({ method: z.literal('client_secret_post'), clientId: nonEmpty, clientSecret: secretSource }),
+  /** RFC 8705 2.1: the client authenticates with the identity's certificate; client_id is sent. */
+  z.strictObject({ method: z.literal('tls_client_auth'), clientId: nonEmpty }),
+  /** RFC 7523 2.2: a JWT assertion signed with `key`, or with the identity's key when absent. */
+  z.strictObject({
+    method: z.literal('private_key_jwt'),
+    clientId: nonEmpty,
+    key: secretSource.optional(),
+    algorithm: z.enum(JWS_ALGORITHMS).optional(),
+    keyId: nonEmpty.optional(),
+    /** The assertion's `aud` (RFC 7523 3 item 3); default the STS URL. */
+    audience: nonEmpty.optional(),
+    assertionLifetimeSeconds: seconds(1).default(60),
+  }),
 ]);
+
+/**
+ * The workload's X.509 identity (PEM files), presented over mTLS to the STS and to https
+ * upstreams, and the thumbprint certificate-bound tokens are checked against (RFC 8705).
+ */
+const identitySchema = z.strictObject({
+  /** Leaf certificate first; intermediates may follow. */
+  cert: nonEmpty,
+  key: nonEmpty,
+  /** Trust anchors for the STS and upstreams when they give no `ca` of their own. */
+  ca: nonEmpty.optional(),
+  /** Fallback poll for rotation, on top of fs.watch. */
+  pollIntervalSeconds: seconds(0.05).default(5),
+});
 
 const stsSchema = z
   .strictObject({
@@ -95,6 +124,10 @@ const stsSchema = z
     /** JSON key spelling: camelCase as Google's v1/token documents, or snake_case as grpc-go sends. */
     jsonFieldNames: z.enum(['camelCase', 'snake_case']).default('camelCase'),
     ca: nonEmpty.optional(),
+    /** TLS server name (SNI and certificate check) when it differs from the URL's host. */
+    servername: nonEmpty.optional(),
+    /** Present identity's certificate to an https STS (RFC 8705 binding needs it). */
+    clientCertificate: z.boolean().default(true),
     clientAuth: clientAuthSchema.default({ method: 'none' }),
     actorToken: z.strictObject({ ...secretFields, type: nonEmpty }).superRefine(exactlyOneSource).optional(),
     timeoutSeconds: seconds(0.01).default(10),
@@ -129,6 +162,12 @@ const routeSchema = z
     /** Forward the app's Host header instead of the upstream's. */
     preserveHost: z.boolean().default(false),
     upstreamTimeoutSeconds: seconds(0.01).default(30),
+    /** PEM trust anchors for an https upstream (default: identity.ca, else the system's). */
+    ca: nonEmpty.optional(),
+    /** TLS server name (SNI and certificate check) when it differs from the upstream's host. */
+    servername: nonEmpty.optional(),
+    /** Present identity's certificate to an https upstream. */
+    clientCertificate: z.boolean().default(true),
   })
   .superRefine((r, ctx) => {
     if (!r.host && !r.listen) {
@@ -156,6 +195,7 @@ export const configSchema = z
     log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
     subjectToken: subjectTokenSchema,
     sts: stsSchema,
+    identity: identitySchema.optional(),
     cache: cacheSchema.prefault({}),
     shutdown: z.strictObject({ drainSeconds: seconds(0).default(15) }).prefault({}),
     routes: z.array(routeSchema).min(1, 'configure at least one route'),
@@ -185,6 +225,13 @@ function checkCrossReferences(c: Record<string, unknown>, ctx: z.RefinementCtx):
       path: ['sts', 'url'],
       message: 'plain http to a non-loopback STS would send the subject token in clear; use https or set sts.allowInsecureHttp: true',
     });
+  }
+  const auth = (sts as { clientAuth?: { method?: unknown; key?: unknown } } | undefined)?.clientAuth;
+  if (auth?.method === 'tls_client_auth' && c['identity'] === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['sts', 'clientAuth', 'method'], message: 'tls_client_auth needs an identity (identity.cert and identity.key)' });
+  }
+  if (auth?.method === 'private_key_jwt' && auth.key === undefined && c['identity'] === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['sts', 'clientAuth', 'key'], message: 'private_key_jwt needs a signing key: give clientAuth.key or an identity' });
   }
   const routes = Array.isArray(c['routes']) ? (c['routes'] as Array<Record<string, unknown>>) : [];
   const names = new Set<string>();
@@ -229,4 +276,5 @@ export type CacheConfig = Config['cache'];
 export type SubjectTokenConfig = Config['subjectToken'];
 export type ClientAuthConfig = StsConfig['clientAuth'];
 export type SecretSourceConfig = z.output<typeof secretSource>;
+export type IdentityConfig = NonNullable<Config['identity']>;
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -35,7 +35,7 @@ export function createStsClient(options: StsClientOptions): StsClient {
   const where = `${options.url.origin}${options.url.pathname}`;
 
   async function exchange(params: ExchangeParams): Promise<IssuedToken> {
-    const { headers, body } = encodeTokenRequest(params, options.encoding, options.clientAuth, options.jsonFieldNames);
+    const { headers, body } = await encodeTokenRequest(params, options.encoding, options.clientAuth, options.jsonFieldNames);
     const requestedAt = Date.now();
     // One deadline for connect, headers and body: an STS that never answers must not hold a key's refresh forever.
     const deadline = AbortSignal.timeout(options.timeoutMs);

@@ -50,14 +50,14 @@ export function exchangeParameters(p: ExchangeParams): Array<[string, string]> {
   return params;
 }
 
-export function encodeTokenRequest(
+export async function encodeTokenRequest(
   p: ExchangeParams,
   encoding: RequestEncoding,
   clientAuth: ClientAuth,
   jsonFieldNames: JsonFieldNames = 'camelCase',
-): EncodedTokenRequest {
+): Promise<EncodedTokenRequest> {
   const parts: TokenRequestParts = { headers: { accept: 'application/json' }, params: exchangeParameters(p) };
-  clientAuth.apply(parts);
+  await clientAuth.apply(parts);
   if (encoding === 'form') {
     parts.headers['content-type'] = 'application/x-www-form-urlencoded';
     return { headers: parts.headers, body: new URLSearchParams(parts.params).toString() };
