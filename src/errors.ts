@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'ERR_STS_RESPONSE_TOO_LARGE'
   | 'ERR_TOKEN_UNAVAILABLE'
   | 'ERR_ROUTE_NOT_FOUND'
+  | 'ERR_FORWARD_DENIED'
+  | 'ERR_FORWARD_BAD_TARGET'
   | 'ERR_UPSTREAM_UNREACHABLE'
   | 'ERR_UPSTREAM_TIMEOUT'
   | 'ERR_UPSTREAM_TLS'
@@ -98,6 +100,23 @@ export class TokenUnavailableError extends SidecarError {
 export class RouteNotFoundError extends SidecarError {
   constructor(message: string) {
     super('ERR_ROUTE_NOT_FOUND', message, 404);
+  }
+}
+
+/**
+ * The forward proxy refused a destination (`forward.unmatched: deny` and no route matches).
+ * 403 per RFC 9110 15.5.4: the proxy understood the request and will not fulfil it.
+ */
+export class ForwardDeniedError extends SidecarError {
+  constructor(message: string) {
+    super('ERR_FORWARD_DENIED', message, 403);
+  }
+}
+
+/** A forward-proxy request target the sidecar cannot use (bad authority, scheme or port): 400. */
+export class ForwardTargetError extends SidecarError {
+  constructor(message: string) {
+    super('ERR_FORWARD_BAD_TARGET', message, 400);
   }
 }
 

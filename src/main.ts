@@ -4,6 +4,7 @@
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import type { ConnectionOptions } from 'node:tls';
 import type { DestinationStream } from 'pino';
 import { createAdminHandler } from './admin/server.js';
 import { createMetrics } from './admin/metrics.js';
@@ -15,12 +16,15 @@ import { ConfigError } from './errors.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { registerSecret, forgetSecret } from './log/redact.js';
 import { LogThrottle } from './log/throttle.js';
-import { listenHttp, type ListeningServer } from './proxy/listen.js';
+import { openInterceptionCa } from './proxy/forward/ca.js';
+import { createForwardProxy } from './proxy/forward/forward-proxy.js';
+import { LeafCertificateCache } from './proxy/forward/leaf-cache.js';
+import type { ForwardRoute } from './proxy/forward/types.js';
+import { listenHttp, type ListenOptions, type ListeningServer } from './proxy/listen.js';
 import {
   createDedicatedListenerHandler,
   createSharedListenerHandler,
   type ProxyContext,
-  type ProxyRoute,
   type RequestListener,
 } from './proxy/reverse-proxy.js';
 import { pathMatches, RouteTable } from './proxy/routing.js';
@@ -128,9 +132,9 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
   const tokenProvider = tokens;
   cleanups.push(() => tokenProvider.close());
 
-  const proxyRoutes: Array<ProxyRoute & { listen: RouteConfig['listen'] }> = [];
-  for (const route of config.routes) {
-    const upstream = createUpstream({ url: route.upstream, timeoutMs: route.upstreamTimeoutSeconds * 1000 });
+  const proxyRoutes: Array<ForwardRoute & { listen: RouteConfig['listen'] }> = [];
+  for (const [i, route] of config.routes.entries()) {
+    const upstream = createUpstream({ url: route.upstream, timeoutMs: route.upstreamTimeoutSeconds * 1000, tls: await upstreamTls(route, i) });
     cleanups.push(() => upstream.pool.destroy());
     proxyRoutes.push({
       name: route.name,
@@ -142,14 +146,15 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
       tokenScheme: route.authorization.scheme,
       replaceExisting: route.authorization.replaceExisting,
       preserveHost: route.preserveHost,
+      intercept: route.intercept,
     });
   }
 
   const ctx: ProxyContext = { tokens: tokenProvider, logger, observer: metrics.proxyObserver, failureLogs: new LogThrottle() };
   const servers: ListeningServer[] = [];
-  const listen = async (address: ListenAddress, key: string, onRequest: RequestListener, onUpgrade?: UpgradeListener) => {
+  const listen = async (address: ListenAddress, key: string, onRequest: RequestListener, onUpgrade?: UpgradeListener, more?: ListenOptions) => {
     try {
-      const s = await listenHttp(address, onRequest, onUpgrade);
+      const s = await listenHttp(address, onRequest, onUpgrade, more);
       servers.push(s);
       cleanups.push(() => s.close(0));
       return s;
@@ -158,12 +163,25 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     }
   };
 
+  // The interception CA exists only when a route intercepts (or one was configured).
+  const interceptionCa = config.forward.ca || proxyRoutes.some((r) => r.intercept) ? await openInterceptionCa(config.forward) : undefined;
+  if (interceptionCa?.generated) logger.info({ caCert: interceptionCa.certPath }, 'generated the forward-proxy interception CA; apps trust it via this file');
+  const forward = createForwardProxy({
+    routes: proxyRoutes,
+    ctx,
+    unmatched: config.forward.unmatched,
+    leaves: interceptionCa ? new LeafCertificateCache(interceptionCa.authority, { validitySeconds: config.forward.leafValiditySeconds }) : undefined,
+    observer: metrics.forwardObserver,
+  });
+  cleanups.push(() => forward.close());
+
   const table = new RouteTable(proxyRoutes);
   const shared = await listen(
     config.proxy.listen,
     'proxy.listen',
-    createSharedListenerHandler(proxyRoutes, ctx),
-    createUpgradeHandler((req) => table.match(req.headers.host, req.url ?? '/'), ctx),
+    forward.requestListener(createSharedListenerHandler(proxyRoutes, ctx)),
+    createUpgradeHandler((req) => forward.routeForUpgrade(req) ?? table.match(req.headers.host, req.url ?? '/'), ctx),
+    { onConnect: forward.connectListener },
   );
   const routeUrls: Record<string, string> = {};
   for (const [i, route] of proxyRoutes.entries()) {
@@ -188,7 +206,8 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     {
       proxy: shared.url,
       admin: admin.url,
-      routes: config.routes.map((r) => ({ name: r.name, host: r.host ?? null, listen: routeUrls[r.name] ?? null, upstream: r.upstream.origin })),
+      routes: config.routes.map((r) => ({ name: r.name, host: r.host ?? null, listen: routeUrls[r.name] ?? null, upstream: r.upstream.origin, intercept: r.intercept })),
+      forward: { unmatched: config.forward.unmatched, caCert: interceptionCa?.certPath ?? null },
       sts: `${sts.url.origin}${sts.url.pathname}`,
       subjectTokenSource: subjectSource.description,
     },
@@ -275,6 +294,15 @@ function trackSecret(source: SecretSource): void {
     current = source.current();
     registerSecret(current);
   });
+}
+
+/** Trust and SNI for an https upstream (routes[].ca, routes[].servername). */
+async function upstreamTls(route: RouteConfig, index: number): Promise<ConnectionOptions | undefined> {
+  if (route.upstream.protocol !== 'https:' || (!route.ca && !route.servername)) return undefined;
+  return {
+    ...(route.ca ? { ca: await readConfigFile(route.ca, `routes[${index}].ca`) } : {}),
+    ...(route.servername ? { servername: route.servername } : {}),
+  };
 }
 
 async function readConfigFile(path: string, keyPath: string): Promise<string> {

@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ExchangeResult, RouteTokenStatus, TokenProviderObserver } from '../cache/token-provider.js';
 import type { ProxyObserver } from '../proxy/reverse-proxy.js';
+import type { ForwardObserver } from '../proxy/forward/types.js';
 
 export const METRIC_PREFIX = 'sts_sidecar_';
 
@@ -13,6 +14,7 @@ export interface SidecarMetrics {
   readonly registry: Registry;
   readonly tokenObserver: TokenProviderObserver;
   readonly proxyObserver: ProxyObserver;
+  readonly forwardObserver: ForwardObserver;
 }
 
 function statusClass(code: number): string {
@@ -107,6 +109,14 @@ export function createMetrics(routeNames: readonly string[], tokenStatus: () => 
     registers: [registry],
   });
 
+  const forwarded = new Counter({
+    name: `${METRIC_PREFIX}forward_requests_total`,
+    help: 'Forward-proxy decisions: kind = absolute | connect | tunnel_request, result = routed | passthrough | denied | invalid | http | intercepted | not_intercepted | tunnelled | unreachable.',
+    labelNames: ['kind', 'result'] as const,
+    registers: [registry],
+  });
+  const forwardObserver: ForwardObserver = { forwarded: (kind, result) => forwarded.labels(kind, result).inc() };
+
   const durationChildren = new Map<string, { observe(v: number): void }>();
   const durationChild = (route: string) => {
     let child = durationChildren.get(route);
@@ -132,7 +142,7 @@ export function createMetrics(routeNames: readonly string[], tokenStatus: () => 
     },
     retriedAfter401: (route) => retries.labels(routeLabel(route)).inc(),
   };
-  return { registry, tokenObserver, proxyObserver };
+  return { registry, tokenObserver, proxyObserver, forwardObserver };
 }
 
 /** Counts per label set, kept as plain numbers between scrapes. */

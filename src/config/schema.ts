@@ -168,6 +168,11 @@ const routeSchema = z
     servername: nonEmpty.optional(),
     /** Present identity's certificate to an https upstream. */
     clientCertificate: z.boolean().default(true),
+    /**
+     * Forward proxy (issue 4): terminate an app's CONNECT tunnel to this host with a leaf from
+     * the interception CA so the token can be injected. Without it such a tunnel passes untouched.
+     */
+    intercept: z.boolean().default(false),
   })
   .superRefine((r, ctx) => {
     if (!r.host && !r.listen) {
@@ -188,6 +193,18 @@ const cacheSchema = z.strictObject({
   maxEntries: z.number().int().min(1).default(1000),
 });
 
+/** Forward proxy (HTTP_PROXY / HTTPS_PROXY / CONNECT) on `proxy.listen`, issue 4. */
+const forwardSchema = z.strictObject({
+  /** A destination no route matches: passed through without a token, or refused with 403. */
+  unmatched: z.enum(['tunnel', 'deny']).default('tunnel'),
+  /** The interception CA (PEM files, e.g. from a Secret); generated at start when absent. */
+  ca: z.strictObject({ cert: nonEmpty, key: nonEmpty }).optional(),
+  /** Where a generated CA's certificate (never its key) is written; default in main.ts (os.tmpdir()). */
+  caCertOut: nonEmpty.optional(),
+  /** Lifetime of the leaf certificates issued per intercepted host (re-issued when a quarter is left). */
+  leafValiditySeconds: seconds(60).default(24 * 3600),
+});
+
 export const configSchema = z
   .strictObject({
     proxy: z.strictObject({ listen: listenAddress.default({ host: '127.0.0.1', port: 15001 }) }).prefault({}),
@@ -198,6 +215,7 @@ export const configSchema = z
     identity: identitySchema.optional(),
     cache: cacheSchema.prefault({}),
     shutdown: z.strictObject({ drainSeconds: seconds(0).default(15) }).prefault({}),
+    forward: forwardSchema.prefault({}),
     routes: z.array(routeSchema).min(1, 'configure at least one route'),
   })
   // `when: () => true`: run even when a field already failed, so one check-config run
@@ -233,7 +251,16 @@ function checkCrossReferences(c: Record<string, unknown>, ctx: z.RefinementCtx):
   if (auth?.method === 'private_key_jwt' && auth.key === undefined && c['identity'] === undefined) {
     ctx.addIssue({ code: 'custom', path: ['sts', 'clientAuth', 'key'], message: 'private_key_jwt needs a signing key: give clientAuth.key or an identity' });
   }
+  const forward = c['forward'] as { ca?: unknown; caCertOut?: unknown } | undefined;
+  if (forward?.ca !== undefined && forward.caCertOut !== undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['forward', 'caCertOut'],
+      message: 'is only for a generated CA; with forward.ca the apps trust forward.ca.cert itself',
+    });
+  }
   const routes = Array.isArray(c['routes']) ? (c['routes'] as Array<Record<string, unknown>>) : [];
+  checkIntercept(routes, ctx);
   const names = new Set<string>();
   const hostPaths = new Set<string>();
   routes.forEach((r, i) => {
@@ -259,6 +286,28 @@ function checkCrossReferences(c: Record<string, unknown>, ctx: z.RefinementCtx):
   });
 }
 
+/**
+ * `intercept` decides per CONNECT tunnel, before any path is known, so it needs a `host` and
+ * every route of one host must agree on it.
+ */
+function checkIntercept(routes: ReadonlyArray<Record<string, unknown>>, ctx: z.RefinementCtx): void {
+  const byHost = new Map<string, boolean>();
+  routes.forEach((r, i) => {
+    if (typeof r !== 'object' || r === null) return;
+    const intercept = r['intercept'] === true;
+    if (typeof r['host'] !== 'string') {
+      if (intercept) ctx.addIssue({ code: 'custom', path: ['routes', i, 'intercept'], message: 'needs "host": the forward proxy matches routes by host' });
+      return;
+    }
+    const host = r['host'].toLowerCase();
+    const other = byHost.get(host);
+    if (other !== undefined && other !== intercept) {
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'intercept'], message: `every route for host "${host}" must give the same intercept value` });
+    }
+    byHost.set(host, other ?? intercept);
+  });
+}
+
 function addressKey(a: ListenAddress): string {
   return `${a.host}:${a.port}`;
 }
@@ -277,4 +326,5 @@ export type SubjectTokenConfig = Config['subjectToken'];
 export type ClientAuthConfig = StsConfig['clientAuth'];
 export type SecretSourceConfig = z.output<typeof secretSource>;
 export type IdentityConfig = NonNullable<Config['identity']>;
+export type ForwardConfig = Config['forward'];
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -1,8 +1,9 @@
 /**
  * Listening and graceful shutdown for the sidecar's node:http servers.
  */
-import { createServer, type Server, type RequestListener } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type RequestListener } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { ListenAddress } from '../config/schema.js';
 import type { UpgradeListener } from './upgrade.js';
 
@@ -15,11 +16,25 @@ export interface ListeningServer {
   close(drainMs?: number): Promise<void>;
 }
 
-export async function listenHttp(address: ListenAddress, onRequest: RequestListener, onUpgrade?: UpgradeListener): Promise<ListeningServer> {
+/** A CONNECT request (RFC 9110 9.3.6): the socket is the app's, handed over after the request head. */
+export type ConnectListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+export interface ListenOptions {
+  /** Handles CONNECT; without it node answers CONNECT by closing the connection. */
+  readonly onConnect?: ConnectListener;
+}
+
+export async function listenHttp(
+  address: ListenAddress,
+  onRequest: RequestListener,
+  onUpgrade?: UpgradeListener,
+  options: ListenOptions = {},
+): Promise<ListeningServer> {
   const server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, onRequest);
   if (onUpgrade) server.on('upgrade', onUpgrade);
-  // node:http forgets a socket once it is upgraded, so closeAllConnections() would leave
-  // WebSocket tunnels open forever at shutdown: track every socket ourselves.
+  if (options.onConnect) server.on('connect', options.onConnect);
+  // node:http forgets a socket once it is upgraded (or CONNECTed), so closeAllConnections()
+  // would leave WebSocket and CONNECT tunnels open forever at shutdown: track every socket ourselves.
   const sockets = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);

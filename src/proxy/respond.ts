@@ -2,7 +2,7 @@
  * The sidecar's own answers to an app: a JSON body with a stable code, never a token.
  * `{ error, code, route }` plus, where known, the code of the underlying cause.
  */
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { SidecarError, StsOAuthError, UpstreamError, rootCode } from '../errors.js';
 import { scrub } from '../log/redact.js';
@@ -37,7 +37,7 @@ export function sendError(res: ServerResponse, err: SidecarError, route: string 
 export function sendErrorOnSocket(socket: Duplex, err: SidecarError, route: string | undefined): void {
   const body = errorBody(err, route);
   socket.end(
-    `HTTP/1.1 ${err.status} ${err.status === 404 ? 'Not Found' : err.status === 503 ? 'Service Unavailable' : 'Bad Gateway'}\r\n` +
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n` +
       `content-type: application/json\r\ncache-control: no-store\r\nx-sts-sidecar-error: ${err.code}\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );

@@ -5,6 +5,10 @@
  *      (a route host with a port matches host:port exactly, one without matches any port);
  *   3. among those, the longest matching `pathPrefix` wins, on path-segment boundaries.
  * No match means no forwarding at all: the caller answers 404.
+ *
+ * The forward proxy (issue 4) matches a destination instead of a Host header: there the
+ * port is known, so a route host without a port matches only the scheme's default port
+ * (80 for http, 443 for https), and one with a port matches that port only.
  */
 
 export interface RoutableRoute {
@@ -54,5 +58,19 @@ export class RouteTable<R extends RoutableRoute> {
     const { name, port } = splitHost(hostHeader);
     const candidates = (port !== undefined ? this.#byHost.get(`${name}:${port}`) : undefined) ?? this.#byHost.get(name);
     return candidates?.find((r) => pathMatches(r.pathPrefix, path));
+  }
+
+  /**
+   * Routes serving a forward-proxy destination, longest prefix first: `name:port` exactly,
+   * else a portless route host when `port` is the scheme's `defaultPort`.
+   * `name` is lower-case, an IPv6 literal in brackets (as splitHost returns it).
+   */
+  forDestination(name: string, port: number, defaultPort: number): readonly R[] | undefined {
+    return this.#byHost.get(`${name}:${port}`) ?? (port === defaultPort ? this.#byHost.get(name) : undefined);
+  }
+
+  /** Route for a forward-proxy destination and an origin-form path. */
+  matchDestination(name: string, port: number, defaultPort: number, path: string): R | undefined {
+    return this.forDestination(name, port, defaultPort)?.find((r) => pathMatches(r.pathPrefix, path));
   }
 }

@@ -1,0 +1,147 @@
+/**
+ * The forward proxy on `proxy.listen` (issue 4), for apps that honour http_proxy/HTTPS_PROXY:
+ * absolute-form requests and CONNECT tunnels. Every request that reaches a route goes through
+ * the reverse proxy's own path (proxyRequest: token, header handling, 401 retry, errors, the
+ * route's upstream and its TLS), so the forward proxy adds only the choice of route.
+ *
+ * A token is only ever added by a route, and a route only sends to its configured upstream:
+ * a destination no route matches gets the request without a token (or a 403 under
+ * `forward.unmatched: deny`). Redirects are answered to the app, never followed.
+ */
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { ForwardDeniedError, ForwardTargetError, type SidecarError } from '../../errors.js';
+import type { ConnectListener } from '../listen.js';
+import { sendError } from '../respond.js';
+import { proxyRequest, type ProxyContext } from '../reverse-proxy.js';
+import { RouteTable } from '../routing.js';
+import { createUpgradeHandler } from '../upgrade.js';
+import { createConnectHandler } from './connect.js';
+import { authority, DEFAULT_PORT, isAbsoluteForm, parseAbsoluteForm, type Destination, type Scheme } from './destination.js';
+import type { LeafCertificateCache } from './leaf-cache.js';
+import { createPassthrough } from './passthrough.js';
+import type { ForwardKind, ForwardObserver, ForwardRoute } from './types.js';
+
+export interface ForwardProxyOptions {
+  readonly routes: readonly ForwardRoute[];
+  readonly ctx: ProxyContext;
+  readonly unmatched: 'tunnel' | 'deny';
+  /** Leaves for intercepted hosts; absent when no route intercepts. */
+  readonly leaves?: LeafCertificateCache;
+  readonly observer: ForwardObserver;
+  /** How long a passed-through request may wait for the destination's response headers. */
+  readonly passthroughHeadersTimeoutMs?: number;
+}
+
+export interface ForwardProxy {
+  /** Absolute-form targets to the forward proxy, everything else to `origin` (the reverse proxy). */
+  requestListener(origin: RequestListener): RequestListener;
+  /** The route for an absolute-form upgrade request (rewritten to origin-form), if any. */
+  routeForUpgrade(req: IncomingMessage): ForwardRoute | undefined;
+  readonly connectListener: ConnectListener;
+  close(): Promise<void>;
+}
+
+interface Tunnel {
+  readonly scheme: Scheme;
+  readonly destination: Destination;
+}
+
+export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
+  const { ctx, observer } = options;
+  const table = new RouteTable(options.routes);
+  const passthrough = createPassthrough({ headersTimeoutMs: options.passthroughHeadersTimeoutMs ?? 300_000 });
+  const deny = options.unmatched === 'deny';
+
+  /** The route for a destination and path; on a match the request is rewritten for it. */
+  const routeFor = (req: IncomingMessage, scheme: Scheme, destination: Destination, path: string): ForwardRoute | undefined => {
+    const route = table.matchDestination(destination.name, destination.port, DEFAULT_PORT[scheme], path);
+    if (route) {
+      // RFC 9112 3.2.2: the target's authority replaces any Host the app sent (inside a tunnel,
+      // the CONNECT authority does: that is where the app asked to go). The route then sees an
+      // origin-form request, exactly as on the reverse-proxy path.
+      req.url = path;
+      req.headers.host = authority(destination, scheme);
+    }
+    return route;
+  };
+
+  const forward = (req: IncomingMessage, res: ServerResponse, kind: ForwardKind, scheme: Scheme, destination: Destination, path: string) => {
+    const route = routeFor(req, scheme, destination, path);
+    if (route) {
+      observer.forwarded(kind, 'routed');
+      return proxyRequest(route, req, res, ctx);
+    }
+    const where = `${scheme}://${authority(destination, scheme)}`;
+    if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ kind, destination: where, method: req.method, deny }, 'forward request matched no route');
+    if (deny) {
+      observer.forwarded(kind, 'denied');
+      return sendError(res, new ForwardDeniedError(`no route for ${where}${path.split('?', 1)[0]} and forward.unmatched is deny`), undefined);
+    }
+    observer.forwarded(kind, 'passthrough');
+    passthrough.forward(req, res, scheme, destination, path);
+  };
+
+  const invalid = (res: ServerResponse, kind: ForwardKind, err: SidecarError) => {
+    observer.forwarded(kind, 'invalid');
+    sendError(res, err, undefined);
+  };
+
+  // Tunnels that carry HTTP are parsed by this server: it never listens, the CONNECT handler
+  // hands it sockets. Requests are matched against the tunnel's destination.
+  const tunnels = new WeakMap<Duplex, Tunnel>();
+  const inner = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => {
+    const tunnel = tunnels.get(req.socket);
+    const url = req.url ?? '/';
+    if (!tunnel) return void res.destroy();
+    // RFC 9112 3.2.1: inside a tunnel the app talks to the origin, so origin-form only.
+    if (!url.startsWith('/')) return invalid(res, 'tunnel_request', new ForwardTargetError('requests inside a CONNECT tunnel must use origin-form targets'));
+    forward(req, res, 'tunnel_request', tunnel.scheme, tunnel.destination, url);
+  });
+  inner.on(
+    'upgrade',
+    createUpgradeHandler((req) => {
+      const tunnel = tunnels.get(req.socket);
+      const url = req.url ?? '/';
+      return tunnel && url.startsWith('/') ? routeFor(req, tunnel.scheme, tunnel.destination, url) : undefined;
+    }, ctx),
+  );
+
+  const connectListener = createConnectHandler({
+    table,
+    unmatched: options.unmatched,
+    leaves: options.leaves,
+    ctx,
+    observer,
+    serveHttp(socket, scheme, destination) {
+      tunnels.set(socket, { scheme, destination });
+      inner.emit('connection', socket);
+    },
+  });
+
+  return {
+    requestListener(origin) {
+      return (req, res) => {
+        if (!isAbsoluteForm(req.url)) return origin(req, res);
+        let target;
+        try {
+          target = parseAbsoluteForm(req.url);
+        } catch (err) {
+          return invalid(res, 'absolute', err as SidecarError);
+        }
+        forward(req, res, 'absolute', target.scheme, target.destination, target.path);
+      };
+    },
+    routeForUpgrade(req) {
+      if (!isAbsoluteForm(req.url)) return undefined;
+      try {
+        const target = parseAbsoluteForm(req.url);
+        return routeFor(req, target.scheme, target.destination, target.path);
+      } catch {
+        return undefined;
+      }
+    },
+    connectListener,
+    close: () => passthrough.close(),
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * Forwarding without a token: a request for a destination no route matches goes to that
+ * destination as the app addressed it, with the app's own headers minus the hop-by-hop and
+ * Proxy-* ones. No token, no identity certificate (the workload's mTLS identity is for
+ * routed upstreams only), the destination's certificate checked against the system's trust.
+ * Redirects are answered to the app, never followed (undici does not follow by default).
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { Agent, type Dispatcher } from 'undici';
+import { forwardRequestHeaders, forwardResponseHeaders } from '../headers.js';
+import { sendError, upstreamError } from '../respond.js';
+import { authority, type Destination, type Scheme } from './destination.js';
+
+export interface Passthrough {
+  forward(req: IncomingMessage, res: ServerResponse, scheme: Scheme, destination: Destination, path: string): void;
+  close(): Promise<void>;
+}
+
+export function createPassthrough(options: { readonly headersTimeoutMs: number }): Passthrough {
+  const agent = new Agent({
+    keepAliveTimeout: 30_000,
+    connections: 64,
+    headersTimeout: options.headersTimeoutMs,
+    // Unrouted traffic may be a long poll or a stream that is quiet for minutes: no body timeout.
+    bodyTimeout: 0,
+  });
+  return {
+    forward(req, res, scheme, destination, path) {
+      const host = authority(destination, scheme);
+      const headers = forwardRequestHeaders(req.rawHeaders, req.headers.connection, { tokenHeader: '', dropTokenHeader: false });
+      headers.push('host', host);
+      const length = req.headers['content-length'];
+      const withBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+      const origin = `${scheme}://${host}`;
+      agent.dispatch(
+        { origin, path, method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: withBody ? req : null },
+        new PassthroughResponse(res, origin),
+      );
+    },
+    close: () => agent.destroy(),
+  };
+}
+
+/** Streams the destination's answer back to the app with backpressure. */
+class PassthroughResponse implements Dispatcher.DispatchHandler {
+  readonly #res: ServerResponse;
+  readonly #origin: string;
+  #controller: Dispatcher.DispatchController | undefined;
+
+  constructor(res: ServerResponse, origin: string) {
+    this.#res = res;
+    this.#origin = origin;
+    res.once('close', () => {
+      if (!res.writableFinished && this.#controller && !this.#controller.aborted) this.#controller.abort(new Error('client closed the connection'));
+    });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#res.destroyed) controller.abort(new Error('client closed the connection'));
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    this.#res.writeHead(statusCode, statusMessage, forwardResponseHeaders(headers));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#res.write(chunk)) {
+      controller.pause();
+      this.#res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#res.end();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    if (this.#res.destroyed) return;
+    sendError(this.#res, upstreamError(err, this.#origin), undefined);
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Byte-for-byte CONNECT tunnels (RFC 9110 9.3.6), and the replay stream that lets a tunnel
+ * be inspected before deciding what to do with it.
+ */
+import { connect, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import type { Destination } from './destination.js';
+import { dialName } from './destination.js';
+
+/** RFC 9110 9.3.6: any 2xx answer to CONNECT switches the connection to tunnel mode. */
+export const CONNECT_ESTABLISHED = 'HTTP/1.1 200 Connection established\r\n\r\n';
+
+export interface SpliceOptions {
+  /** Bytes the app already sent past the CONNECT head (or that were read to sniff the tunnel). */
+  readonly head: Buffer;
+  /** Write the 200 once the destination accepted the connection (false: already written). */
+  readonly announce: boolean;
+  /** The destination could not be reached; the app socket is still open. */
+  readonly onConnectError: (err: Error) => void;
+}
+
+/**
+ * Connects to the destination and splices both directions. Half-closes pass through (the
+ * app's socket allows them), so protocols that end their request with FIN still work.
+ */
+export function splice(client: Duplex, destination: Destination, options: SpliceOptions): Socket {
+  const upstream = connect({ host: dialName(destination), port: destination.port });
+  let connected = false;
+  upstream.once('connect', () => {
+    connected = true;
+    if (client.destroyed) return void upstream.destroy();
+    if (options.announce) client.write(CONNECT_ESTABLISHED);
+    if (options.head.length) upstream.write(options.head);
+    upstream.pipe(client);
+    client.pipe(upstream);
+    client.resume();
+  });
+  upstream.on('error', (err) => {
+    if (!connected) options.onConnectError(err);
+    else client.destroy();
+  });
+  client.on('error', () => upstream.destroy());
+  client.once('close', () => upstream.destroy());
+  upstream.once('close', () => client.destroy());
+  return upstream;
+}
+
+/**
+ * `socket` with `first` (already read from it) put back in front. TLSSocket reads straight
+ * from a net.Socket's native handle and would never see bytes returned with unshift(), so
+ * interception wraps the socket in this JavaScript stream instead.
+ */
+export class ReplayedSocket extends Duplex {
+  readonly #socket: Duplex;
+
+  constructor(socket: Duplex, first: Buffer) {
+    super({ allowHalfOpen: false });
+    this.#socket = socket;
+    this.push(first);
+    socket.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) socket.pause();
+    });
+    socket.once('end', () => this.push(null));
+    socket.once('error', (err) => this.destroy(err));
+    socket.once('close', () => this.destroy());
+  }
+
+  override _read(): void {
+    this.#socket.resume();
+  }
+
+  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.#socket.write(chunk, encoding, callback);
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.#socket.end();
+    callback();
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.#socket.destroy(err ?? undefined);
+    callback(err);
+  }
+}
+
+/**
+ * The first bytes the app sends into a tunnel: `head` when the CONNECT already carried
+ * some, else the next chunk. Undefined when the app closed without sending anything.
+ */
+export function firstBytes(socket: Duplex, head: Buffer, onFirst: (chunk: Buffer | undefined) => void): void {
+  if (head.length) return onFirst(head);
+  const onData = (chunk: Buffer) => {
+    cleanup();
+    socket.pause();
+    onFirst(chunk);
+  };
+  const onGone = () => {
+    cleanup();
+    onFirst(undefined);
+  };
+  const cleanup = () => {
+    socket.off('data', onData);
+    socket.off('end', onGone);
+    socket.off('close', onGone);
+  };
+  socket.on('data', onData);
+  socket.once('end', onGone);
+  socket.once('close', onGone);
+  socket.resume();
+}

@@ -1,0 +1,81 @@
+/**
+ * Fixtures for the forward-proxy tests: real clients (curl, wget, python3) run as child
+ * processes with a clean environment, and recording upstreams over http and https whose
+ * certificates come from a CA made in the test.
+ */
+import { execFile } from 'node:child_process';
+import type { ServerResponse } from 'node:http';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createCertificateAuthority, type CertificateAuthority } from '../../src/pki/certificates.js';
+import type { RecordedRequest } from './harness.js';
+import { readBody, startHttpServer, type LoopbackServer } from './loopback.js';
+
+const execFileAsync = promisify(execFile);
+
+export interface ClientResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs a client with only PATH and `env` in its environment (no proxy variable of the test
+ * runner's own leaks in), and never throws on a non-zero exit: tests assert on `code`.
+ */
+export async function runClient(file: string, args: readonly string[], env: Record<string, string> = {}): Promise<ClientResult> {
+  try {
+    const { stdout, stderr } = await execFileAsync(file, args, {
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/nonexistent', ...env },
+      timeout: 20_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: unknown; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(err) };
+  }
+}
+
+export interface RecordingServer extends LoopbackServer {
+  readonly requests: RecordedRequest[];
+}
+
+/** An http or https upstream that records each request; the default answer echoes what arrived. */
+export async function startRecordingServer(
+  options: { tls?: { cert: string; key: string }; respond?: (req: RecordedRequest, res: ServerResponse) => void } = {},
+): Promise<RecordingServer> {
+  const requests: RecordedRequest[] = [];
+  const server = await startHttpServer(
+    (req, res) => {
+      void readBody(req).then((body) => {
+        const recorded: RecordedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body };
+        requests.push(recorded);
+        if (options.respond) return options.respond(recorded, res);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ url: recorded.url, authorization: req.headers.authorization ?? null, tls: 'encrypted' in req.socket }));
+      });
+    },
+    options.tls ? { tls: options.tls } : {},
+  );
+  return Object.assign(server, { requests });
+}
+
+export interface UpstreamPki {
+  readonly ca: CertificateAuthority;
+  /** The upstream CA's certificate, written to a file for clients and routes[].ca. */
+  readonly caFile: string;
+  /** A server certificate for 127.0.0.1 and localhost. */
+  readonly server: { cert: string; key: string };
+}
+
+export async function makeUpstreamPki(dir: string): Promise<UpstreamPki> {
+  const ca = createCertificateAuthority({ commonName: 'test upstream CA' });
+  const leaf = ca.issue({ commonName: '127.0.0.1', subjectAltNames: ['127.0.0.1', 'localhost'], usage: 'server' });
+  const caFile = join(dir, 'upstream-ca.pem');
+  await writeFile(caFile, ca.certPem);
+  return { ca, caFile, server: { cert: leaf.certPem, key: leaf.keyPem } };
+}
+
+/** The token as the upstream must see it. */
+export const bearer = (token: string | undefined) => `Bearer ${token ?? '(none issued)'}`;
