@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import type { ServerResponse } from 'node:http';
 import { writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createCertificateAuthority, type CertificateAuthority } from '../../src/pki/certificates.js';
@@ -79,3 +80,70 @@ export async function makeUpstreamPki(dir: string): Promise<UpstreamPki> {
 
 /** The token as the upstream must see it. */
 export const bearer = (token: string | undefined) => `Bearer ${token ?? '(none issued)'}`;
+
+/** A raw TCP client for what real clients will not send (bad targets, HTTP/1.0 CONNECT by hand). */
+export class RawClient {
+  readonly #socket: Socket;
+  #received = Buffer.alloc(0);
+  #waiters: Array<() => void> = [];
+  #closed = false;
+
+  private constructor(socket: Socket) {
+    this.#socket = socket;
+    socket.on('data', (d: Buffer) => {
+      this.#received = Buffer.concat([this.#received, d]);
+      this.#wake();
+    });
+    socket.on('close', () => {
+      this.#closed = true;
+      this.#wake();
+    });
+    socket.on('error', () => {});
+  }
+
+  static async connect(port: number): Promise<RawClient> {
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    return new RawClient(socket);
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  write(data: string | Buffer): void {
+    this.#socket.write(data);
+  }
+
+  /** Waits until the bytes received since the last take() satisfy `done`, then returns and clears them. */
+  async take(done: (text: string) => boolean, timeoutMs = 5000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done(this.#received.toString('latin1'))) {
+      if (this.#closed) break;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out; received so far: ${JSON.stringify(this.#received.toString('latin1').slice(0, 300))}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    const text = this.#received.toString('latin1');
+    this.#received = Buffer.alloc(0);
+    return text;
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+}
+
+/** True once `text` holds a whole HTTP response head and its Content-Length body. */
+export function completeResponse(text: string): boolean {
+  const end = text.indexOf('\r\n\r\n');
+  if (end === -1) return false;
+  const length = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end));
+  return !length || text.length >= end + 4 + Number(length[1]);
+}
