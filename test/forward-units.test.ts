@@ -181,6 +181,15 @@ describe('forward configuration', () => {
       assert.match(err.message, /not a CA/);
       return true;
     });
+    const expired = createCertificateAuthority({ commonName: 'expired', notBefore: new Date(Date.now() - 7200_000), notAfter: new Date(Date.now() - 3600_000) });
+    await writeFile(join(dir.path, 'expired.crt'), expired.certPem);
+    await writeFile(join(dir.path, 'expired.key'), expired.keyPem);
+    await assert.rejects(start({ ca: { cert: join(dir.path, 'expired.crt'), key: join(dir.path, 'expired.key') } }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.path, 'forward.ca.cert');
+      assert.match(err.message, /expired/);
+      return true;
+    });
     await assert.rejects(start({ caCertOut: join(dir.path, 'leaf.crt', 'below-a-file.pem') }), (err: unknown) => {
       assert.ok(err instanceof ConfigError);
       assert.equal(err.path, 'forward.caCertOut');

@@ -26,11 +26,18 @@ export async function openInterceptionCa(config: ForwardConfig): Promise<Interce
   if (config.ca) {
     const certPem = await readPem(config.ca.cert, 'forward.ca.cert');
     const keyPem = await readPem(config.ca.key, 'forward.ca.key');
+    let authority: CertificateAuthority;
     try {
-      return { authority: certificateAuthorityFrom(certPem, keyPem), certPath: config.ca.cert, generated: false };
+      authority = certificateAuthorityFrom(certPem, keyPem);
+      // Sign one throwaway leaf now: a key type the signer cannot use fails here, not per tunnel.
+      authority.issue({ commonName: 'start-up check', usage: 'server', validitySeconds: 60 });
     } catch (err) {
       throw new ConfigError('forward.ca', `cannot use it as the interception CA: ${(err as Error).message}`, { cause: err });
     }
+    if (Date.parse(authority.certificate.validTo) <= Date.now()) {
+      throw new ConfigError('forward.ca.cert', `the CA certificate expired on ${authority.certificate.validTo}`);
+    }
+    return { authority, certPath: config.ca.cert, generated: false };
   }
   const authority = createCertificateAuthority({ commonName: 'sts-sidecar forward proxy CA', organization: 'sts-sidecar', validitySeconds: 365 * 24 * 3600 });
   const certPath = config.caCertOut ?? defaultCaCertPath();

@@ -43,6 +43,8 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
   const refuse = (socket: Duplex, err: SidecarError) => {
     observer.forwarded('connect', err.status === 403 ? 'denied' : 'invalid');
     sendErrorOnSocket(socket, err, undefined);
+    // Read (and drop) until the app hangs up: a paused half-open socket would never close.
+    socket.resume();
   };
 
   const tunnelUntouched = (socket: Duplex, destination: Destination, head: Buffer, announce: boolean) => {
@@ -60,12 +62,21 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
   };
 
   const intercept = (socket: Duplex, first: Buffer, destination: Destination, route: ForwardRoute, leaves: LeafCertificateCache) => {
-    const tls = new TLSSocket(new ReplayedSocket(socket, first), {
-      isServer: true,
-      secureContext: leaves.contextFor(dialName(destination)),
-      // The decrypted side is parsed by node:http, which speaks HTTP/1.1 only.
-      ALPNProtocols: ['http/1.1'],
-    });
+    let tls: TLSSocket;
+    try {
+      tls = new TLSSocket(new ReplayedSocket(socket, first), {
+        isServer: true,
+        secureContext: leaves.contextFor(dialName(destination)),
+        // The decrypted side is parsed by node:http, which speaks HTTP/1.1 only.
+        ALPNProtocols: ['http/1.1'],
+      });
+    } catch (err) {
+      // Issuing the leaf failed (e.g. a loaded CA key the signer cannot use): no tunnel, no crash.
+      socket.destroy();
+      const suppressed = ctx.failureLogs.admit(`${route.name} intercept-leaf`);
+      if (suppressed !== undefined) ctx.logger.error({ route: route.name, err, suppressed }, 'cannot issue a leaf certificate for an intercepted host');
+      return;
+    }
     tls.once('secure', () => options.serveHttp(tls, 'https', destination));
     tls.on('error', (err: NodeJS.ErrnoException) => {
       tls.destroy();
