@@ -131,6 +131,13 @@ describe('forward proxy: real clients through HTTP_PROXY / HTTPS_PROXY', () => {
     assert.deepEqual(JSON.parse(r.stdout), { url: '/py', authorization: bearer(tokenFor('payments')), tls: true });
   });
 
+  it('python3 requests over https with HTTPS_PROXY and REQUESTS_CA_BUNDLE: intercepted and injected', async () => {
+    const script = "import requests; r = requests.get('https://payments.internal/requests', timeout=10); print(r.text)";
+    const r = await runClient('python3', ['-c', script], { HTTPS_PROXY: proxy, REQUESTS_CA_BUNDLE: sidecarCa });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { url: '/requests', authorization: bearer(tokenFor('payments')), tls: true });
+  });
+
   it('python3 urllib under CGI (REQUEST_METHOD set) ignores uppercase HTTP_PROXY but honours http_proxy', async () => {
     const script = "import urllib.request; print(urllib.request.urlopen('http://orders.internal/cgi', timeout=5).status)";
     const before = orders.requests.length;

@@ -7,7 +7,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:net';
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
+import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -231,6 +232,48 @@ describe('forward proxy policy', () => {
       assert.match(response, /^HTTP\/1\.1 400 Bad Request\r\n/, head);
       assert.match(response, /"code":"ERR_FORWARD_BAD_TARGET"/, head);
     }
+  });
+});
+
+describe('forward proxy and upgrades', () => {
+  it('a WebSocket-style upgrade to a routed destination gets the token, in absolute-form and inside a CONNECT tunnel', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startFakeSts());
+    const seen: Array<string | undefined> = [];
+    const upstream = createHttpServer();
+    upstream.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+      seen.push(req.headers.authorization);
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+      socket.on('data', (d: Buffer) => socket.write(Buffer.concat([Buffer.from('echo:'), d])));
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    t.after(() => upstream.close());
+    const h = own(
+      await startHarness({
+        subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS },
+        sts: { url: sts.tokenUrl },
+        routes: [{ name: 'ws', host: 'ws.internal', upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` }],
+      }),
+    );
+    const port = Number(new URL(h.sidecar.proxyUrl).port);
+    const upgrade = 'Connection: Upgrade\r\nUpgrade: echo\r\n\r\n';
+
+    const absolute = await RawClient.connect(port);
+    t.after(() => absolute.close());
+    absolute.write(`GET http://ws.internal/socket HTTP/1.1\r\nHost: ws.internal\r\n${upgrade}`);
+    assert.match(await absolute.take((s) => s.includes('\r\n\r\n')), /^HTTP\/1\.1 101 /);
+    absolute.write('ping');
+    assert.equal(await absolute.take((s) => s.includes('echo:ping')), 'echo:ping');
+
+    const tunnelled = await RawClient.connect(port);
+    t.after(() => tunnelled.close());
+    tunnelled.write('CONNECT ws.internal:80 HTTP/1.1\r\nHost: ws.internal:80\r\n\r\n');
+    await tunnelled.take((s) => s.includes('\r\n\r\n'));
+    tunnelled.write(`GET /socket HTTP/1.1\r\nHost: ws.internal\r\n${upgrade}`);
+    assert.match(await tunnelled.take((s) => s.includes('\r\n\r\n')), /^HTTP\/1\.1 101 /);
+    tunnelled.write('pong');
+    assert.equal(await tunnelled.take((s) => s.includes('echo:pong')), 'echo:pong');
+    assert.deepEqual(seen, [bearer(sts.issued[0]), bearer(sts.issued[0])]);
   });
 });
 
