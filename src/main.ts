@@ -180,7 +180,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     config.proxy.listen,
     'proxy.listen',
     forward.requestListener(createSharedListenerHandler(proxyRoutes, ctx)),
-    createUpgradeHandler((req) => forward.routeForUpgrade(req) ?? table.match(req.headers.host, req.url ?? '/'), ctx),
+    createUpgradeHandler(forward.upgradeResolver((req) => table.match(req.headers.host, req.url ?? '/')), ctx),
     { onConnect: forward.connectListener },
   );
   const routeUrls: Record<string, string> = {};

@@ -274,6 +274,13 @@ describe('forward proxy and upgrades', () => {
     tunnelled.write('pong');
     assert.equal(await tunnelled.take((s) => s.includes('echo:pong')), 'echo:pong');
     assert.deepEqual(seen, [bearer(sts.issued[0]), bearer(sts.issued[0])]);
+
+    // The destination decides, not Host: an unrouted absolute-form upgrade naming a routed Host is refused.
+    const elsewhere = await RawClient.connect(port);
+    t.after(() => elsewhere.close());
+    elsewhere.write(`GET http://elsewhere.example/socket HTTP/1.1\r\nHost: ws.internal\r\n${upgrade}`);
+    assert.match(await elsewhere.take(completeResponse), /^HTTP\/1\.1 404 [^]*"code":"ERR_ROUTE_NOT_FOUND"/);
+    assert.equal(seen.length, 2);
   });
 });
 

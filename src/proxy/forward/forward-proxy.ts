@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import { ForwardDeniedError, ForwardTargetError, type SidecarError } from '../../errors.js';
 import type { ConnectListener } from '../listen.js';
 import { sendError } from '../respond.js';
-import { proxyRequest, type ProxyContext } from '../reverse-proxy.js';
+import { proxyRequest, type ProxyContext, type ProxyRoute } from '../reverse-proxy.js';
 import { RouteTable } from '../routing.js';
 import { createUpgradeHandler } from '../upgrade.js';
 import { createConnectHandler } from './connect.js';
@@ -36,11 +36,16 @@ export interface ForwardProxyOptions {
 export interface ForwardProxy {
   /** Absolute-form targets to the forward proxy, everything else to `origin` (the reverse proxy). */
   requestListener(origin: RequestListener): RequestListener;
-  /** The route for an absolute-form upgrade request (rewritten to origin-form), if any. */
-  routeForUpgrade(req: IncomingMessage): ForwardRoute | undefined;
+  /**
+   * Upgrade requests: an absolute-form one is matched by its destination only (rewritten to
+   * origin-form on a match; never by its Host header), anything else by `origin`.
+   */
+  upgradeResolver(origin: UpgradeResolver): UpgradeResolver;
   readonly connectListener: ConnectListener;
   close(): Promise<void>;
 }
+
+export type UpgradeResolver = (req: IncomingMessage) => ProxyRoute | undefined;
 
 interface Tunnel {
   readonly scheme: Scheme;
@@ -132,14 +137,16 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
         forward(req, res, 'absolute', target.scheme, target.destination, target.path);
       };
     },
-    routeForUpgrade(req) {
-      if (!isAbsoluteForm(req.url)) return undefined;
-      try {
-        const target = parseAbsoluteForm(req.url);
-        return routeFor(req, target.scheme, target.destination, target.path);
-      } catch {
-        return undefined;
-      }
+    upgradeResolver(origin) {
+      return (req) => {
+        if (!isAbsoluteForm(req.url)) return origin(req);
+        try {
+          const target = parseAbsoluteForm(req.url);
+          return routeFor(req, target.scheme, target.destination, target.path);
+        } catch {
+          return undefined;
+        }
+      };
     },
     connectListener,
     close: () => passthrough.close(),
