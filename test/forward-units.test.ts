@@ -72,6 +72,17 @@ describe('destination matching', () => {
     assert.equal(table.forDestination('other.internal', 80, 80), undefined);
   });
 
+  it('on the default port, routes naming it and portless routes of the host are one set, longest prefix first', () => {
+    const both = new RouteTable([
+      { name: 'portless-root', host: 'h.internal', pathPrefix: '/' },
+      { name: 'explicit-v1', host: 'h.internal:443', pathPrefix: '/v1' },
+      { name: 'explicit-root', host: 'h.internal:443', pathPrefix: '/' },
+    ]);
+    assert.deepEqual(both.forDestination('h.internal', 443, 443)?.map((r) => r.name), ['explicit-v1', 'explicit-root', 'portless-root']);
+    assert.equal(both.matchDestination('h.internal', 443, 443, '/other')?.name, 'explicit-root');
+    assert.deepEqual(both.forDestination('h.internal', 80, 80)?.map((r) => r.name), ['portless-root']);
+  });
+
   it('the reverse proxy keeps matching a portless route host on any port of the Host header', () => {
     assert.equal(table.match('api.internal:15001', '/x')?.name, 'plain');
     assert.equal(table.match('api.internal:8443', '/x')?.name, 'tls-port');
@@ -147,6 +158,9 @@ describe('forward configuration', () => {
     const split = base();
     split.routes.push({ name: 'orders-v2', host: 'Orders.internal', pathPrefix: '/v2', upstream: 'https://orders.internal', intercept: true });
     assert.deepEqual(problemsAt(split), ['routes[1].intercept']);
+    const samePort = base();
+    samePort.routes.push({ name: 'orders-443', host: 'orders.internal:443', pathPrefix: '/v2', upstream: 'https://orders.internal', intercept: true });
+    assert.deepEqual(problemsAt(samePort), ['routes[1].intercept'], 'h and h:443 are the same https destination');
     const agreed = base();
     agreed.routes[0]!['intercept'] = true;
     agreed.routes.push({ name: 'orders-v2', host: 'orders.internal', pathPrefix: '/v2', upstream: 'https://orders.internal', intercept: true });

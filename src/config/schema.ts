@@ -288,7 +288,7 @@ function checkCrossReferences(c: Record<string, unknown>, ctx: z.RefinementCtx):
 
 /**
  * `intercept` decides per CONNECT tunnel, before any path is known, so it needs a `host` and
- * every route of one host must agree on it.
+ * every route of one destination must agree on it (`h` and `h:443` are one https destination).
  */
 function checkIntercept(routes: ReadonlyArray<Record<string, unknown>>, ctx: z.RefinementCtx): void {
   const byHost = new Map<string, boolean>();
@@ -299,7 +299,7 @@ function checkIntercept(routes: ReadonlyArray<Record<string, unknown>>, ctx: z.R
       if (intercept) ctx.addIssue({ code: 'custom', path: ['routes', i, 'intercept'], message: 'needs "host": the forward proxy matches routes by host' });
       return;
     }
-    const host = r['host'].toLowerCase();
+    const host = r['host'].toLowerCase().replace(/:443$/, '');
     const other = byHost.get(host);
     if (other !== undefined && other !== intercept) {
       ctx.addIssue({ code: 'custom', path: ['routes', i, 'intercept'], message: `every route for host "${host}" must give the same intercept value` });

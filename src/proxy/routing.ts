@@ -61,12 +61,16 @@ export class RouteTable<R extends RoutableRoute> {
   }
 
   /**
-   * Routes serving a forward-proxy destination, longest prefix first: `name:port` exactly,
-   * else a portless route host when `port` is the scheme's `defaultPort`.
-   * `name` is lower-case, an IPv6 literal in brackets (as splitHost returns it).
+   * Routes serving a forward-proxy destination, longest prefix first: those whose host is
+   * `name:port`, and those whose host is `name` alone when `port` is the scheme's `defaultPort`
+   * (both name the same destination then). `name` is lower-case, an IPv6 literal in brackets.
    */
   forDestination(name: string, port: number, defaultPort: number): readonly R[] | undefined {
-    return this.#byHost.get(`${name}:${port}`) ?? (port === defaultPort ? this.#byHost.get(name) : undefined);
+    const exact = this.#byHost.get(`${name}:${port}`);
+    const portless = port === defaultPort ? this.#byHost.get(name) : undefined;
+    if (!exact || !portless) return exact ?? portless;
+    // Stable sort: on equal prefixes the route naming the port explicitly comes first.
+    return [...exact, ...portless].sort((a, b) => b.pathPrefix.length - a.pathPrefix.length);
   }
 
   /** Route for a forward-proxy destination and an origin-form path. */
