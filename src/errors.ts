@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'ERR_STS_OAUTH_ERROR'
   | 'ERR_STS_RESPONSE_INVALID'
   | 'ERR_STS_RESPONSE_TOO_LARGE'
+  | 'ERR_STS_TOKEN_BINDING_MISMATCH'
   | 'ERR_TOKEN_UNAVAILABLE'
   | 'ERR_ROUTE_NOT_FOUND'
   | 'ERR_UPSTREAM_UNREACHABLE'
@@ -64,7 +65,9 @@ export type StsErrorCode =
   | 'ERR_STS_SERVER_ERROR'
   | 'ERR_STS_OAUTH_ERROR'
   | 'ERR_STS_RESPONSE_INVALID'
-  | 'ERR_STS_RESPONSE_TOO_LARGE';
+  | 'ERR_STS_RESPONSE_TOO_LARGE'
+  /** RFC 8705 3.1: the issued token's cnf.x5t#S256 names another certificate than ours. */
+  | 'ERR_STS_TOKEN_BINDING_MISMATCH';
 
 export class StsError extends SidecarError {
   constructor(code: StsErrorCode, message: string, options?: { cause?: unknown }) {
