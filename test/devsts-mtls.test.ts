@@ -18,6 +18,7 @@ import { createWorkloadIssuer, runDevStsCommand, startDevSts, type DevSts, type 
 import { ConfigError, StsOAuthError } from '../src/errors.js';
 import { createStsClient } from '../src/sts/client.js';
 import { privateKeyJwt, tlsClientAuth, type ClientAuth } from '../src/sts/client-auth.js';
+import { parseIdentity, type IdentityGeneration } from '../src/tls/identity.js';
 import { certificateThumbprint, thumbprintMatches } from '../src/tls/thumbprint.js';
 import { tempDir } from './helpers/loopback.js';
 import { ALICE_SPIFFE_ID, createTestPki, exchangeForm, postForm, send, tlsAgent, type Reply, type TestPki } from './helpers/mtls.js';
@@ -26,6 +27,8 @@ const execFileAsync = promisify(execFile);
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 const pki: TestPki = createTestPki();
+/** The sidecar's view of a workload identity, as src/tls/identity.ts loads it from files. */
+const identityOf = (who: 'alice' | 'bob'): IdentityGeneration => parseIdentity({ cert: pki[who].certPem, key: pki[who].keyPem, ca: pki.ca.certPem }, Date.now());
 const workload: WorkloadIssuer = createWorkloadIssuer({ issuer: 'https://kubernetes.default.svc' });
 /** Agents by name, closed at the end. */
 const agents: Agent[] = [];
@@ -230,16 +233,13 @@ describe('tls_client_auth (RFC 8705 2.1)', () => {
     assert.equal(decodeJwt(reply.body['access_token'] as string)['client_id'], 'secret-client');
   });
 
-  test("the sidecar's tlsClientAuth() over its mTLS transport is accepted for alice and refused for bob", async () => {
-    const exchange = (who: 'alice' | 'bob') =>
-      createStsClient({
-        url: new URL(sts.tokenUrl),
-        encoding: 'form',
-        clientAuth: tlsClientAuth('by-uri'),
-        timeoutMs: 5000,
-        maxResponseBytes: 65536,
-        dispatcher: agent(who),
-      }).exchange({ subjectToken: 'iamtheeggman', subjectTokenType: 'urn:ietf:params:oauth:token-type:access_token' });
+  test("the sidecar's tlsClientAuth() over its mTLS transport is accepted for alice and refused for bob", async (t) => {
+    // One STS client per workload, as each sidecar has its own identity.
+    const exchange = async (who: 'alice' | 'bob') => {
+      const client = createStsClient({ url: new URL(sts.tokenUrl), encoding: 'form', clientAuth: tlsClientAuth('by-uri'), timeoutMs: 5000, maxResponseBytes: 65536 });
+      t.after(() => client.close());
+      return client.exchange({ subjectToken: 'iamtheeggman', subjectTokenType: 'urn:ietf:params:oauth:token-type:access_token' }, identityOf(who));
+    };
     assert.equal((await exchange('alice')).accessToken, 'iamthewalrus');
     await assert.rejects(exchange('bob'), (err: unknown) => err instanceof StsOAuthError && err.error === 'invalid_client' && err.stsStatus === 401);
   });
@@ -267,13 +267,14 @@ describe('private_key_jwt (RFC 7523 2.2 and 3)', () => {
     });
   }
 
-  function client(clientAuth: ClientAuth) {
-    return createStsClient({ url: new URL(sts.tokenUrl), encoding: 'form', clientAuth, timeoutMs: 5000, maxResponseBytes: 65536, dispatcher: agent('alice') });
-  }
-
   async function exchangeWith(clientAuth: ClientAuth): Promise<string> {
-    const issued = await client(clientAuth).exchange({ subjectToken: await subjectToken(), subjectTokenType: 'urn:ietf:params:oauth:token-type:jwt' });
-    return issued.accessToken;
+    const client = createStsClient({ url: new URL(sts.tokenUrl), encoding: 'form', clientAuth, timeoutMs: 5000, maxResponseBytes: 65536 });
+    try {
+      const params = { subjectToken: await subjectToken(), subjectTokenType: 'urn:ietf:params:oauth:token-type:jwt' };
+      return (await client.exchange(params, identityOf('alice'))).accessToken;
+    } finally {
+      await client.close();
+    }
   }
 
   /** An assertion built by hand, for the cases the sidecar would never produce. */
