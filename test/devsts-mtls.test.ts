@@ -348,6 +348,37 @@ describe('private_key_jwt (RFC 7523 2.2 and 3)', () => {
   });
 });
 
+describe('logs (never a token, an assertion or a key)', () => {
+  test('an mTLS exchange with private_key_jwt logs the client, method and x5t#S256, but no token or assertion', async (t) => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'trace' }, { write: (line: string) => void lines.push(line) });
+    const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const jwk = await exportJWK(key);
+    delete jwk.d;
+    const sts = await mtlsSts({ logger, clients: [{ clientId: 'logged', jwks: { keys: [jwk] } }] });
+    t.after(() => sts.close());
+    const now = Math.floor(Date.now() / 1000);
+    const assertion = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256' })
+      .setIssuer('logged')
+      .setSubject('logged')
+      .setAudience(sts.tokenUrl)
+      .setExpirationTime(now + 60)
+      .setJti(randomUUID())
+      .sign(key);
+    const subject = await subjectToken();
+    const form = exchangeForm(subject, [['client_assertion_type', JWT_BEARER], ['client_assertion', assertion]]);
+    const issued = await postForm(sts.tokenUrl, agent('alice'), form);
+    assert.equal(issued.status, 200, issued.text);
+    assertInvalidClient(await postForm(sts.tokenUrl, agent('alice'), form)); // the replay
+    const text = lines.join('');
+    for (const secret of [subject, assertion, issued.body['access_token'] as string, pki.alice.keyPem]) assert.ok(!text.includes(secret));
+    const entry = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'token issued');
+    assert.equal(entry?.['clientAuth'], 'private_key_jwt');
+    assert.equal(entry?.['x5tS256'], certificateThumbprint(pki.alice.certPem));
+  });
+});
+
 describe('dev STS TLS options and flags', () => {
   test('start-up refuses a key that does not match the certificate, tls_client_auth without TLS, and two methods per client', async () => {
     await assert.rejects(
