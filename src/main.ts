@@ -6,9 +6,10 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { DestinationStream } from 'pino';
 import { createAdminHandler } from './admin/server.js';
-import { createMetrics } from './admin/metrics.js';
+import { createMetrics, type IdentityObserver } from './admin/metrics.js';
 import { createTokenProvider, type RouteExchange, type TokenProvider } from './cache/token-provider.js';
-import type { Config, ListenAddress, RouteConfig } from './config/schema.js';
+import type { Config, IdentityConfig, ListenAddress, RouteConfig } from './config/schema.js';
+import { openWorkloadIdentity, type IdentityGeneration, type WorkloadIdentity } from './tls/identity.js';
 import { openSecretSource, type SecretSource } from './credentials/secret-source.js';
 import { createSubjectTokenProvider } from './credentials/subject-token.js';
 import { ConfigError } from './errors.js';
@@ -91,26 +92,40 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     actorToken = { current: () => source.current(), type: sts.actorToken.type };
   }
 
-  const clientAuth = await buildClientAuth(config, cleanups, onSourceError('sts.clientAuth.clientSecret'));
-  const ca = sts.ca ? await readConfigFile(sts.ca, 'sts.ca') : undefined;
+  let tokens: TokenProvider | undefined;
+  let identity: WorkloadIdentity | undefined;
+  const metrics = createMetrics(
+    config.routes.map((r) => r.name),
+    () => tokens?.status() ?? [],
+    () => identity?.current().notAfter,
+  );
+  if (config.identity) {
+    identity = await openIdentity(config.identity, logger, metrics.identityObserver);
+    cleanups.push(() => identity?.close());
+  }
+
+  const clientAuth = await buildClientAuth(config, identity, cleanups, onSourceError('sts.clientAuth'));
   const stsClient: StsClient = createStsClient({
     url: sts.url,
     encoding: sts.encoding,
     jsonFieldNames: sts.jsonFieldNames,
     clientAuth,
-    ca,
+    tls: {
+      ca: sts.ca ? await readConfigFile(sts.ca, 'sts.ca') : undefined,
+      servername: sts.servername,
+      clientCertificate: sts.clientCertificate,
+    },
     timeoutMs: sts.timeoutSeconds * 1000,
     maxResponseBytes: sts.maxResponseBytes,
   });
   cleanups.push(() => stsClient.close());
 
-  let tokens: TokenProvider | undefined;
-  const metrics = createMetrics(config.routes.map((r) => r.name), () => tokens?.status() ?? []);
   tokens = createTokenProvider({
     routes: config.routes.map(routeExchange),
     subjectTokens,
     actorToken,
-    exchange: (params) => stsClient.exchange(params),
+    identity,
+    exchange: (params, generation) => stsClient.exchange(params, generation),
     refreshBeforeExpiryRatio: config.cache.refreshBeforeExpiryRatio,
     expirySkewMs: config.cache.expirySkewSeconds * 1000,
     retryInitialDelayMs: config.cache.retryInitialDelaySeconds * 1000,
@@ -129,9 +144,17 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
   cleanups.push(() => tokenProvider.close());
 
   const proxyRoutes: Array<ProxyRoute & { listen: RouteConfig['listen'] }> = [];
-  for (const route of config.routes) {
-    const upstream = createUpstream({ url: route.upstream, timeoutMs: route.upstreamTimeoutSeconds * 1000 });
-    cleanups.push(() => upstream.pool.destroy());
+  for (const [i, route] of config.routes.entries()) {
+    const upstream = createUpstream({
+      url: route.upstream,
+      timeoutMs: route.upstreamTimeoutSeconds * 1000,
+      tls: {
+        ca: route.ca ? await readConfigFile(route.ca, `routes[${i}].ca`) : undefined,
+        servername: route.servername,
+        clientCertificate: route.clientCertificate,
+      },
+    });
+    cleanups.push(() => upstream.close());
     proxyRoutes.push({
       name: route.name,
       host: route.host,
@@ -191,6 +214,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
       routes: config.routes.map((r) => ({ name: r.name, host: r.host ?? null, listen: routeUrls[r.name] ?? null, upstream: r.upstream.origin })),
       sts: `${sts.url.origin}${sts.url.pathname}`,
       subjectTokenSource: subjectSource.description,
+      ...(identity ? { identity: describeIdentity(identity.current()) } : {}),
     },
     'sts-sidecar listening',
   );
@@ -235,26 +259,59 @@ function routeExchange(route: RouteConfig): RouteExchange {
   };
 }
 
-async function buildClientAuth(config: Config, cleanups: Array<() => void>, onError: (err: unknown) => void): Promise<ClientAuth> {
+async function openIdentity(settings: IdentityConfig, logger: Logger, observer: IdentityObserver): Promise<WorkloadIdentity> {
+  const identity = await openWorkloadIdentity({
+    files: settings,
+    pollIntervalMs: settings.pollIntervalSeconds * 1000,
+    onError(err) {
+      observer.reloadFailed();
+      logger.error({ key: `identity.${err.key}`, reason: err.message }, 'rotated identity files are not usable; keeping the previous certificate');
+    },
+  });
+  identity.onChange((next, previous) => {
+    observer.rotated();
+    logger.info({ identity: describeIdentity(next), previousThumbprint: previous.thumbprint }, 'workload identity rotated; new connections present the new certificate');
+  });
+  return identity;
+}
+
+/** Safe to log: public certificate facts only. */
+function describeIdentity(g: IdentityGeneration): Record<string, unknown> {
+  return { subject: g.leaf.subject.replace(/\n/g, ', '), thumbprint: g.thumbprint, notAfter: g.notAfter.toISOString(), generation: g.id };
+}
+
+async function buildClientAuth(
+  config: Config,
+  identity: WorkloadIdentity | undefined,
+  cleanups: Array<() => void>,
+  onError: (err: unknown) => void,
+): Promise<ClientAuth> {
   const auth = config.sts.clientAuth;
   if (auth.method === 'none') return noClientAuth(auth.clientId);
   if (auth.method === 'tls_client_auth') return tlsClientAuth(auth.clientId);
   if (auth.method === 'private_key_jwt') {
-    if (!auth.key) throw new ConfigError('sts.clientAuth.key', 'private_key_jwt with the identity key is wired with identity');
-    const keySource = await openSecretSource(auth.key, { keyPath: 'sts.clientAuth.key', onError });
-    cleanups.push(() => keySource.close());
-    let key = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
-    keySource.onChange(() => {
-      try {
-        key = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
-      } catch (err) {
-        onError(err);
-      }
-    });
+    let key: () => KeyObject;
+    if (auth.key) {
+      const keySource = await openSecretSource(auth.key, { keyPath: 'sts.clientAuth.key', onError });
+      cleanups.push(() => keySource.close());
+      let current = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
+      keySource.onChange(() => {
+        try {
+          current = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
+        } catch (err) {
+          onError(err);
+        }
+      });
+      key = () => current;
+    } else if (identity) {
+      key = () => identity.current().privateKey;
+    } else {
+      throw new ConfigError('sts.clientAuth.key', 'private_key_jwt needs a signing key: give clientAuth.key or an identity');
+    }
     return privateKeyJwt({
       clientId: auth.clientId,
-      key: () => key,
-      algorithm: auth.algorithm ?? defaultJwsAlgorithm(key),
+      key,
+      algorithm: auth.algorithm ?? defaultJwsAlgorithm(key()),
       keyId: auth.keyId,
       audience: auth.audience ?? config.sts.url.href,
       lifetimeSeconds: auth.assertionLifetimeSeconds,

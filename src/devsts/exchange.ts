@@ -23,8 +23,8 @@ export interface StaticRule {
 }
 
 /**
- * RFC 8705 section 3.1 confirmation, the seam for a later mTLS listener: it hashes
- * the TLS peer certificate and passes it here so the JWT carries `cnf`.
+ * RFC 8705 section 3.1 confirmation: the mTLS listener (server.ts) hashes the
+ * verified TLS client certificate and passes it here so the JWT carries `cnf`.
  */
 export interface Confirmation {
   readonly 'x5t#S256': string;

@@ -42,6 +42,20 @@ export class OAuthError extends Error {
   }
 }
 
+/**
+ * RFC 7235 section 3.1 requires a challenge on every 401; RFC 6749 section 5.2
+ * requires it in particular when the client tried the Authorization header.
+ */
+export const BASIC_CHALLENGE = 'Basic realm="dev-sts"';
+
+/** RFC 6749 section 5.2 (and RFC 8705 section 2, RFC 7523 section 3.1): client authentication failed. */
+export function invalidClient(description: string, cause?: unknown): OAuthError {
+  return new OAuthError('invalid_client', description, {
+    headers: { 'www-authenticate': BASIC_CHALLENGE },
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
 function defaultStatus(error: OAuthErrorCode): number {
   switch (error) {
     case 'invalid_client':

@@ -31,6 +31,9 @@ const KNOWN_PARAMS: ReadonlySet<string> = new Set([
   'options',
   'client_id',
   'client_secret',
+  // RFC 7521 section 4.2 (private_key_jwt, RFC 7523 section 2.2).
+  'client_assertion_type',
+  'client_assertion',
 ]);
 
 const FORM = 'application/x-www-form-urlencoded';
