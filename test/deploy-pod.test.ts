@@ -4,8 +4,9 @@
  * way the kubelet lays it out (timestamped directory, `..data` symlink, file symlinks)
  * under a temporary root. Only what a pod cannot have here is rewritten: listen ports
  * (port 0 on 127.0.0.1), the STS and upstream addresses (loopback servers) and the
- * root of the mount paths. The kubelet's probes are replayed, the projected token is
- * rotated the kubelet way while traffic flows, and SIGTERM ends it.
+ * root of the mount paths. The kubelet's probes are replayed; the projected token and
+ * then the workload certificate Secret are rotated the kubelet way while traffic flows
+ * to an upstream that requires the client certificate (mTLS); SIGTERM ends it.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,13 +15,13 @@ import { mkdir, mkdtemp, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { request } from 'undici';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { createProjectedVolume, type ProjectedVolume } from '../src/demo/projected-volume.js';
 import { createWorkloadIssuer, startDevSts, type DevSts, type WorkloadIssuer } from '../src/devsts/index.js';
 import { createCertificateAuthority, type CertificateAuthority } from '../src/pki/certificates.js';
-import { startUpstream, type TestUpstream } from './helpers/harness.js';
 import { readBody, startHttpServer, type LoopbackServer } from './helpers/loopback.js';
 import { find, isObj, kustomize, metadataOf, podSpecOf, repoPath, type Obj } from './helpers/manifests.js';
 
@@ -69,6 +70,28 @@ async function startRecordingSts(sts: DevSts): Promise<LoopbackServer & { subjec
   return Object.assign(server, { subjectTokens });
 }
 
+interface MtlsUpstream extends LoopbackServer {
+  /** Per request: the SHA-256 fingerprint of the client certificate, and the Authorization header. */
+  readonly seen: Array<{ client: string; authorization: string }>;
+}
+
+/** An https upstream that requires a client certificate issued by `ca`. */
+async function startMtlsUpstream(ca: CertificateAuthority): Promise<MtlsUpstream> {
+  const seen: MtlsUpstream['seen'] = [];
+  const server = ca.issue({ commonName: 'orders.internal', subjectAltNames: ['orders.internal', '127.0.0.1'], usage: 'server' });
+  const upstream = await startHttpServer(
+    (req, res) => {
+      void readBody(req).then(() => {
+        seen.push({ client: (req.socket as TLSSocket).getPeerCertificate().fingerprint256, authorization: String(req.headers.authorization) });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"orders":[]}');
+      });
+    },
+    { tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true } },
+  );
+  return Object.assign(upstream, { seen });
+}
+
 describe('the sidecar as the k8s pod runs it', () => {
   let pod: Pod;
   let root: string;
@@ -76,7 +99,8 @@ describe('the sidecar as the k8s pod runs it', () => {
   let ca: CertificateAuthority;
   let sts: DevSts;
   let front: Awaited<ReturnType<typeof startRecordingSts>>;
-  let upstream: TestUpstream;
+  let upstream: MtlsUpstream;
+  let firstLeaf = '';
   const volumes = new Map<string, ProjectedVolume>();
   let child: ChildProcessByStdio<null, Readable, Readable>;
   let stdout = '';
@@ -101,9 +125,9 @@ describe('the sidecar as the k8s pod runs it', () => {
       extra: { 'kubernetes.io': { namespace: pod.namespace, serviceaccount: { name: pod.serviceAccount } } },
     });
   };
-  const identityFiles = (name: string): Record<string, string> => {
+  const identityFiles = (name: string): { files: Record<string, string>; fingerprint: string } => {
     const leaf = ca.issue({ commonName: name, subjectAltNames: [`${pod.serviceAccount}.${pod.namespace}.svc`], usage: 'client' });
-    return { 'tls.crt': leaf.certPem, 'tls.key': leaf.keyPem, 'ca.crt': ca.certPem };
+    return { files: { 'tls.crt': leaf.certPem, 'tls.key': leaf.keyPem, 'ca.crt': ca.certPem }, fingerprint: leaf.certificate.fingerprint256 };
   };
 
   before(async () => {
@@ -115,7 +139,7 @@ describe('the sidecar as the k8s pod runs it', () => {
     // The STS trusts the cluster's service-account issuer, for the audience the projected token asks for.
     sts = await startDevSts({ trustedIssuers: [{ issuer: issuer.issuer, jwks: issuer.jwks, audience: String(tokenProjection()['audience']) }] });
     front = await startRecordingSts(sts);
-    upstream = await startUpstream();
+    upstream = await startMtlsUpstream(ca);
 
     // The config as the ConfigMap has it; only what a pod cannot have here changes.
     const config = parseYaml(pod.configText) as Obj;
@@ -125,6 +149,8 @@ describe('the sidecar as the k8s pod runs it', () => {
     (config['sts'] as Obj)['url'] = `${front.url}/token`;
     for (const route of config['routes'] as Obj[]) {
       if (route['listen'] !== undefined) route['listen'] = '127.0.0.1:0';
+      // Same scheme as the ConfigMap's (https); trusted through identity.ca, the Secret's ca.crt.
+      assert.equal(new URL(String(route['upstream'])).protocol, 'https:');
       route['upstream'] = upstream.url;
     }
     const mountPaths = sidecarMounts().map((m) => String(m['mountPath']));
@@ -147,7 +173,9 @@ describe('the sidecar as the k8s pod runs it', () => {
       } else if (isObj(volume['projected'])) {
         volumes.set(String(mount['name']), await createProjectedVolume(dir, { [String(tokenProjection()['path'])]: await mintProjectedToken() }));
       } else if (isObj(volume['secret'])) {
-        volumes.set(String(mount['name']), await createProjectedVolume(dir, identityFiles('orders-client-1'), Number(volume['secret']['defaultMode'] ?? 0o644)));
+        const identity = identityFiles('orders-client-1');
+        firstLeaf = identity.fingerprint;
+        volumes.set(String(mount['name']), await createProjectedVolume(dir, identity.files, Number(volume['secret']['defaultMode'] ?? 0o644)));
       } else if (isObj(volume['emptyDir'])) {
         await mkdir(dir, { recursive: true });
       } else {
@@ -213,7 +241,7 @@ describe('the sidecar as the k8s pod runs it', () => {
     }
   });
 
-  it('keeps traffic flowing while the kubelet rotates the projected token', async () => {
+  it('keeps traffic flowing while the kubelet rotates the projected token, then the certificate Secret', async () => {
     const statuses: number[] = [];
     let running = true;
     const worker = async () => {
@@ -229,7 +257,8 @@ describe('the sidecar as the k8s pod runs it', () => {
       const before = statuses.length;
       assert.ok(before > 0, 'traffic flows before the rotation');
       const first = front.subjectTokens.at(-1)!;
-      const injectedBefore = String(upstream.requests.at(-1)!.headers.authorization);
+      const injectedBefore = upstream.seen.at(-1)!.authorization;
+      assert.equal(upstream.seen.at(-1)!.client, firstLeaf, "the sidecar presents the Secret's certificate");
 
       const rotated = await mintProjectedToken();
       assert.notEqual(rotated, first);
@@ -243,13 +272,26 @@ describe('the sidecar as the k8s pod runs it', () => {
       await new Promise((r) => setTimeout(r, 300));
 
       // What reaches the upstream after the rotation is the token exchanged for the new subject token.
-      const lastAuth = String(upstream.requests.at(-1)!.headers.authorization);
+      const lastAuth = upstream.seen.at(-1)!.authorization;
       const issued = lastAuth.replace(/^Bearer /, '');
       const { payload } = await jwtVerify(issued, createLocalJWKSet(sts.publicJwks), { issuer: sts.issuer });
       assert.notEqual(lastAuth, injectedBefore, 'a new token is injected after the rotation');
       assert.ok(payload.iat! >= rotatedAt, 'the injected token was issued after the rotation');
       assert.equal(payload.sub, decodeJwt(rotated).sub);
       assert.ok(statuses.length > before, 'traffic went on during and after the rotation');
+
+      // cert-manager renews the Secret; the kubelet swaps ..data in the Secret volume.
+      const renewed = identityFiles('orders-client-2');
+      const seenBefore = upstream.seen.length;
+      await volumes.get('workload-identity')!.update(renewed.files);
+      const certDeadline = Date.now() + 15_000;
+      while (!upstream.seen.slice(seenBefore).some((r) => r.client === renewed.fingerprint) && Date.now() < certDeadline) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.ok(upstream.seen.slice(seenBefore).some((r) => r.client === renewed.fingerprint), 'the renewed certificate never reached the upstream');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(upstream.seen.at(-1)!.client, renewed.fingerprint, 'new requests present the renewed certificate');
+      assert.match(stdout, /workload identity rotated/);
     } finally {
       running = false;
       await Promise.all(workers);
