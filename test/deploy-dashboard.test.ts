@@ -1,15 +1,18 @@
 /**
  * The Grafana dashboard and the Prometheus rules name only metrics (and labels) that a
- * running sidecar really exports: a real sidecar is driven through success, an
- * unmatched host and an upstream 401, its /metrics scraped, and every PromQL
- * expression checked against what came back.
+ * running sidecar really exports: a real sidecar with a workload identity is driven
+ * through success, an unmatched host, an upstream 401 and an STS that binds tokens to
+ * another certificate, so every series exists; its /metrics is scraped, and every
+ * PromQL expression is checked against what came back.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { request } from 'undici';
-import { startFakeSts } from './helpers/fake-sts.js';
+import { createCertificateAuthority } from '../src/pki/certificates.js';
 import { startHarness, startUpstream } from './helpers/harness.js';
+import { readBody, startHttpServer, tempDir, type LoopbackServer } from './helpers/loopback.js';
 import { isObj, readYaml, repoPath, type Obj } from './helpers/manifests.js';
 import { namesIn, parseExposition, type ExposedMetrics } from './helpers/promql.js';
 
@@ -67,12 +70,39 @@ function problems(q: Query, exposed: ExposedMetrics): string[] {
   return out;
 }
 
+const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+/**
+ * An STS that answers audience https://bound.internal with a JWT bound to a certificate the
+ * sidecar does not hold (the sidecar reads cnf without verifying a signature it has no key
+ * for), and any other audience with an opaque token.
+ */
+async function startBindingSts(): Promise<LoopbackServer> {
+  return startHttpServer((req, res) => {
+    void readBody(req).then((body) => {
+      const params = new URLSearchParams(body.toString());
+      const exp = Math.floor(Date.now() / 1000) + 300;
+      const token = params.getAll('audience').includes('https://bound.internal')
+        ? `${b64url({ alg: 'ES256', typ: 'at+jwt' })}.${b64url({ sub: 'x', exp, cnf: { 'x5t#S256': 'A'.repeat(43) } })}.${'c'.repeat(86)}`
+        : `opaque-token-${'x'.repeat(24)}`;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ access_token: token, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'Bearer', expires_in: 300 }));
+    });
+  });
+}
+
 describe('Grafana dashboard and Prometheus rules against a live /metrics', () => {
   let exposed: ExposedMetrics;
   let dashboard: Obj;
 
   before(async () => {
-    const sts = await startFakeSts();
+    const sts = await startBindingSts();
+    const dir = await tempDir('dashboard-identity-');
+    const ca = createCertificateAuthority({ commonName: 'dashboard test CA' });
+    const leaf = ca.issue({ commonName: 'orders-client', usage: 'client' });
+    await writeFile(join(dir.path, 'tls.crt'), leaf.certPem);
+    await writeFile(join(dir.path, 'tls.key'), leaf.keyPem);
+    await writeFile(join(dir.path, 'ca.crt'), ca.certPem);
     let refused = 0;
     // The first request of /refuse-once gets 401: the sidecar drops the token and retries once.
     const upstream = await startUpstream((req, res) => {
@@ -85,19 +115,26 @@ describe('Grafana dashboard and Prometheus rules against a live /metrics', () =>
     });
     const harness = await startHarness({
       subjectToken: { value: 'subject-token-for-dashboard-test', type: 'urn:ietf:params:oauth:token-type:access_token' },
-      sts: { url: sts.tokenUrl },
-      routes: [{ name: 'orders', host: 'orders.internal', upstream: upstream.url, audience: 'https://orders.internal' }],
+      sts: { url: `${sts.url}/token` },
+      identity: { cert: join(dir.path, 'tls.crt'), key: join(dir.path, 'tls.key'), ca: join(dir.path, 'ca.crt') },
+      routes: [
+        { name: 'orders', host: 'orders.internal', upstream: upstream.url, audience: 'https://orders.internal' },
+        { name: 'bound', host: 'bound.internal', upstream: upstream.url, audience: 'https://bound.internal', lazy: true },
+      ],
     });
     after(async () => {
       await harness.close();
       await upstream.close();
       await sts.close();
+      await dir.cleanup();
     });
     const { proxyUrl, adminUrl } = harness.sidecar;
     for (const [host, path, status] of [
       ['orders.internal', '/ok', 200],
       ['orders.internal', '/refuse-once', 200],
       ['elsewhere.example', '/', 404],
+      // Bound to another certificate twice: never sent, the request fails closed.
+      ['bound.internal', '/', 503],
     ] as const) {
       const res = await request(`${proxyUrl}${path}`, { headers: { host } });
       await res.body.dump();
@@ -120,6 +157,8 @@ describe('Grafana dashboard and Prometheus rules against a live /metrics', () =>
       'sts_sidecar_proxy_requests_total',
       'sts_sidecar_proxy_request_duration_seconds_bucket',
       'sts_sidecar_proxy_upstream_401_retries_total',
+      'sts_sidecar_token_binding_mismatches_total',
+      'sts_sidecar_identity_certificate_expiry_seconds',
     ]) {
       assert.ok(exposed.labels.has(name), `no ${name} samples after the requests`);
     }
