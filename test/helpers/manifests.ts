@@ -29,7 +29,8 @@ export function isObj(v: unknown): v is Obj {
 
 /** Every YAML document of a file, as plain objects; a parse error fails loudly. */
 export async function readYamlDocuments(file: string): Promise<Obj[]> {
-  const docs = parseAllDocuments(await readFile(file, 'utf8'), { uniqueKeys: true });
+  // merge: the `<<` keys compose files use (YAML 1.1, which kubectl and compose read).
+  const docs = parseAllDocuments(await readFile(file, 'utf8'), { uniqueKeys: true, merge: true });
   const list = Array.isArray(docs) ? docs : [docs];
   const out: Obj[] = [];
   for (const doc of list) {
