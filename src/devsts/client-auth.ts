@@ -5,8 +5,8 @@
  * (credentials as body parameters).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { OAuthError } from './oauth-error.js';
-import type { TokenParams } from './request-parsing.js';
+import { OAuthError } from '../oauth/oauth-error.js';
+import type { TokenParams } from '../oauth/request-parsing.js';
 
 export interface RegisteredClient {
   readonly clientId: string;

@@ -11,9 +11,9 @@ import { authenticateClient } from './client-auth.js';
 import { createExchanger, type Confirmation, type Exchanger, type IssuedToken } from './exchange.js';
 import { parseExchangeRequest } from './exchange-request.js';
 import { createJwtVerifier } from './jwt-verifier.js';
-import { OAuthError } from './oauth-error.js';
+import { OAuthError } from '../oauth/oauth-error.js';
 import { resolveOptions, type DevStsOptions, type ResolvedDevStsOptions } from './options.js';
-import { readTokenParams } from './request-parsing.js';
+import { readTokenParams } from '../oauth/request-parsing.js';
 import { createTokenSigner } from './token-signer.js';
 
 export type { DevStsOptions } from './options.js';
