@@ -10,6 +10,7 @@
  * (gcp-metadata rejects a reply without it).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IssuedToken } from '../sts/exchange-response.js';
 import { RequestRecord, type EndpointContext } from './context.js';
 import { describeTokenFailure, remainingSeconds, sendJson, sendText, splitUrl } from './reply.js';
 import { hostAllowed, wasForwarded } from './request-guards.js';
@@ -51,7 +52,7 @@ export function createGceMetadataHandler(options: GceMetadataOptions, ctx: Endpo
 
   async function serveToken(res: ServerResponse, record: RequestRecord): Promise<void> {
     record.route = options.route;
-    let token;
+    let token: IssuedToken;
     try {
       token = await ctx.tokens.getToken(options.route);
     } catch (err) {
@@ -84,7 +85,7 @@ export function createGceMetadataHandler(options: GceMetadataOptions, ctx: Endpo
     }
   }
 
-  function route(req: IncomingMessage, res: ServerResponse, record: RequestRecord): Promise<void> | void {
+  function dispatch(req: IncomingMessage, res: ServerResponse, record: RequestRecord): Promise<void> | void {
     const { path, query } = splitUrl(req.url);
     if (!hostAllowed(req.headers.host, METADATA_NAMES)) return refuse(res, record, 403, 'host_refused', 'address the metadata server by IP address, localhost or metadata.google.internal');
     if (wasForwarded(req.headers)) return refuse(res, record, 403, 'forwarded', 'requests carrying X-Forwarded-For are refused');
@@ -107,7 +108,7 @@ export function createGceMetadataHandler(options: GceMetadataOptions, ctx: Endpo
   return (req, res) => {
     const record = new RequestRecord(ctx, 'gce', req, res);
     Promise.resolve()
-      .then(() => route(req, res, record))
+      .then(() => dispatch(req, res, record))
       .catch((err: unknown) => {
         record.failed('internal', 'metadata request failed', err);
         sendText(res, 500, 'internal error\n', NO_STORE_FLAVOR, TEXT);
