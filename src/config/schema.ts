@@ -385,7 +385,4 @@ export type SubjectTokenConfig = Config['subjectToken'];
 export type ClientAuthConfig = StsConfig['clientAuth'];
 export type SecretSourceConfig = z.output<typeof secretSource>;
 export type IdentityConfig = NonNullable<Config['identity']>;
-export type TokenEndpointConfig = NonNullable<Config['tokenEndpoint']>;
-export type GceMetadataConfig = NonNullable<NonNullable<Config['metadata']>['gce']>;
-export type AzureMetadataConfig = NonNullable<NonNullable<Config['metadata']>['azure']>;
 export type LogLevel = (typeof LOG_LEVELS)[number];
