@@ -7,11 +7,13 @@ import { readFile } from 'node:fs/promises';
 import type { DestinationStream } from 'pino';
 import { createAdminHandler } from './admin/server.js';
 import { createMetrics, type IdentityObserver } from './admin/metrics.js';
+import { createEndpointMetrics } from './admin/endpoint-metrics.js';
 import { createTokenProvider, type RouteExchange, type TokenProvider } from './cache/token-provider.js';
 import type { Config, IdentityConfig, ListenAddress, RouteConfig } from './config/schema.js';
 import { openWorkloadIdentity, type IdentityGeneration, type WorkloadIdentity } from './tls/identity.js';
 import { openSecretSource, type SecretSource } from './credentials/secret-source.js';
 import { createSubjectTokenProvider } from './credentials/subject-token.js';
+import { endpointListeners, type EndpointName } from './endpoints/index.js';
 import { ConfigError } from './errors.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { registerSecret, forgetSecret } from './log/redact.js';
@@ -51,6 +53,8 @@ export interface Sidecar {
   readonly adminUrl: string;
   /** URL of each route's dedicated listener, by route name. */
   readonly routeUrls: Readonly<Record<string, string>>;
+  /** URL of each configured local endpoint (token, gce, azure). */
+  readonly endpointUrls: Readonly<Partial<Record<EndpointName, string>>>;
   readonly tokens: TokenProvider;
   readonly logger: Logger;
   /** Resolves once every eager route has had its first exchange (successful or not). */
@@ -145,6 +149,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
 
   const proxyRoutes: Array<ProxyRoute & { listen: RouteConfig['listen'] }> = [];
   for (const [i, route] of config.routes.entries()) {
+    if (!route.upstream) continue; // token-only: served by the endpoints below, never proxied
     const upstream = createUpstream({
       url: route.upstream,
       timeoutMs: route.upstreamTimeoutSeconds * 1000,
@@ -200,6 +205,10 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     routeUrls[route.name] = s.url;
   }
 
+  const endpointCtx = { tokens: tokenProvider, logger, observer: createEndpointMetrics(metrics.registry, config.routes.map((r) => r.name)), failureLogs: ctx.failureLogs };
+  const endpointUrls: Partial<Record<EndpointName, string>> = {};
+  for (const e of endpointListeners(config, endpointCtx, subjectSource)) endpointUrls[e.name] = (await listen(e.listen, e.key, e.handler)).url;
+
   let accepting = true;
   const admin = await listen(
     config.admin.listen,
@@ -211,7 +220,8 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     {
       proxy: shared.url,
       admin: admin.url,
-      routes: config.routes.map((r) => ({ name: r.name, host: r.host ?? null, listen: routeUrls[r.name] ?? null, upstream: r.upstream.origin })),
+      routes: config.routes.map((r) => ({ name: r.name, host: r.host ?? null, listen: routeUrls[r.name] ?? null, upstream: r.upstream?.origin ?? null })),
+      endpoints: endpointUrls,
       sts: `${sts.url.origin}${sts.url.pathname}`,
       subjectTokenSource: subjectSource.description,
       ...(identity ? { identity: describeIdentity(identity.current()) } : {}),
@@ -227,6 +237,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     proxyUrl: shared.url,
     adminUrl: admin.url,
     routeUrls,
+    endpointUrls,
     tokens: tokenProvider,
     logger,
     warmedUp,

@@ -7,7 +7,7 @@
  * makes jti mandatory for this method).
  */
 import { createLocalJWKSet, decodeJwt, errors, jwtVerify, type JSONWebKeySet, type JWSAlgorithm, type JWTVerifyGetKey } from 'jose';
-import { invalidClient, type OAuthError } from './oauth-error.js';
+import { invalidClient, type OAuthError } from '../oauth/oauth-error.js';
 
 /** RFC 7523 section 2.2. */
 export const CLIENT_ASSERTION_TYPE_JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';

@@ -17,11 +17,11 @@ import {
   type ClientAssertionVerifier,
 } from './client-assertion.js';
 import { certificateHasIdentity, type ExpectedCertificateIdentity } from './certificate-identity.js';
-import { invalidClient, OAuthError } from './oauth-error.js';
+import { invalidClient, OAuthError } from '../oauth/oauth-error.js';
 import type { PeerCertificate } from './peer-certificate.js';
-import type { TokenParams } from './request-parsing.js';
+import type { TokenParams } from '../oauth/request-parsing.js';
 
-export { BASIC_CHALLENGE } from './oauth-error.js';
+export { BASIC_CHALLENGE } from '../oauth/oauth-error.js';
 
 export type RegisteredClient =
   | { readonly clientId: string; readonly method: 'client_secret'; readonly clientSecret: string }

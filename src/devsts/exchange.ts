@@ -10,7 +10,7 @@ import { JWT_BEARING_TOKEN_TYPES, TOKEN_TYPE_ACCESS_TOKEN, type IssuableTokenTyp
 import type { AuthenticatedClient } from './client-auth.js';
 import type { ExchangeRequest } from './exchange-request.js';
 import { TokenRejectedError, looksLikeJwt, type JwtVerifier, type TokenRole } from './jwt-verifier.js';
-import { OAuthError } from './oauth-error.js';
+import { OAuthError } from '../oauth/oauth-error.js';
 import type { TokenSigner } from './token-signer.js';
 
 export interface StaticRule {

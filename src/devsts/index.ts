@@ -13,4 +13,4 @@ export {
 export { createWorkloadIssuer, DEFAULT_WORKLOAD_ISSUER, type MintClaims, type WorkloadIssuer, type WorkloadIssuerOptions } from './workload-issuer.js';
 export { runDevStsCommand, DEV_STS_USAGE, type DevStsCommandIo } from './cli.js';
 export type { Confirmation, RejectedTokenError } from './exchange.js';
-export type { OAuthErrorCode } from './oauth-error.js';
+export type { OAuthErrorCode } from '../oauth/oauth-error.js';

@@ -14,10 +14,10 @@ import { createClientAuthenticator, type ClientAuthenticator } from './client-au
 import { createExchanger, type Confirmation, type Exchanger, type IssuedToken } from './exchange.js';
 import { parseExchangeRequest } from './exchange-request.js';
 import { createJwtVerifier } from './jwt-verifier.js';
-import { invalidClient, OAuthError } from './oauth-error.js';
+import { invalidClient, OAuthError } from '../oauth/oauth-error.js';
 import { resolveOptions, type CnfEncoding, type DevStsOptions, type ResolvedDevStsOptions } from './options.js';
 import { NO_PEER_CERTIFICATE, peerCertificateOf, type PeerCertificate } from './peer-certificate.js';
-import { readTokenParams } from './request-parsing.js';
+import { readTokenParams } from '../oauth/request-parsing.js';
 import { createTokenSigner } from './token-signer.js';
 
 export type { CnfEncoding, DevStsClient, DevStsOptions, DevStsTlsOptions } from './options.js';

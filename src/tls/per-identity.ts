@@ -17,8 +17,10 @@ export interface Closable {
 export class PerIdentity<D extends Closable> {
   readonly #create: (identity: IdentityGeneration | undefined) => D;
   readonly #graceMs: number;
-  readonly #byGeneration = new Map<number, D>();
-  readonly #retiring = new Map<number, NodeJS.Timeout>();
+  // Keyed by the generation object itself: two identities loaded separately may both be
+  // generation 1, and must never share a connection.
+  readonly #byGeneration = new Map<IdentityGeneration | undefined, D>();
+  readonly #retiring = new Map<IdentityGeneration | undefined, NodeJS.Timeout>();
   #newest = 0;
   #closed = false;
 
@@ -28,17 +30,17 @@ export class PerIdentity<D extends Closable> {
   }
 
   get(identity: IdentityGeneration | undefined): D {
-    const id = identity?.id ?? 0;
-    const existing = this.#byGeneration.get(id);
+    const existing = this.#byGeneration.get(identity);
     if (existing) return existing;
     const created = this.#create(identity);
-    this.#byGeneration.set(id, created);
+    this.#byGeneration.set(identity, created);
+    const id = identity?.id ?? 0;
     if (id > this.#newest) this.#newest = id;
-    if (!this.#closed) for (const other of this.#byGeneration.keys()) if (other < this.#newest) this.#retire(other);
+    if (!this.#closed) for (const other of this.#byGeneration.keys()) if ((other?.id ?? 0) < this.#newest) this.#retire(other);
     return created;
   }
 
-  #retire(id: number): void {
+  #retire(id: IdentityGeneration | undefined): void {
     if (this.#retiring.has(id)) return;
     const timer = setTimeout(() => {
       this.#retiring.delete(id);
@@ -53,7 +55,7 @@ export class PerIdentity<D extends Closable> {
 
   /** Generations with an open pool (for tests and status). */
   generations(): number[] {
-    return [...this.#byGeneration.keys()];
+    return [...this.#byGeneration.keys()].map((g) => g?.id ?? 0);
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,8 @@
 /**
- * Protocol errors of the dev STS token endpoint, answered as RFC 6749 section 5.2
- * JSON bodies. These are the STS's own wire errors, not sidecar failures, so they
- * live apart from `src/errors.ts` (whose codes describe what the sidecar hit).
+ * Protocol errors of the token endpoints we serve (the reference STS and the sidecar's
+ * local RFC 8693 endpoint), answered as RFC 6749 section 5.2 JSON bodies. These are wire
+ * errors told to a client, not sidecar failures, so they live apart from `src/errors.ts`
+ * (whose codes describe what the sidecar hit).
  */
 
 /** RFC 6749 section 5.2, RFC 8693 section 2.2.2 and RFC 6749 section 4.1.2.1 codes we answer with. */
