@@ -117,6 +117,7 @@ describe('Grafana dashboard and Prometheus rules against a live /metrics', () =>
       subjectToken: { value: 'subject-token-for-dashboard-test', type: 'urn:ietf:params:oauth:token-type:access_token' },
       sts: { url: `${sts.url}/token` },
       identity: { cert: join(dir.path, 'tls.crt'), key: join(dir.path, 'tls.key'), ca: join(dir.path, 'ca.crt') },
+      tokenEndpoint: { listen: '127.0.0.1:0', callers: 'loopback' },
       routes: [
         { name: 'orders', host: 'orders.internal', upstream: upstream.url, audience: 'https://orders.internal' },
         { name: 'bound', host: 'bound.internal', upstream: upstream.url, audience: 'https://bound.internal', lazy: true },
@@ -140,6 +141,19 @@ describe('Grafana dashboard and Prometheus rules against a live /metrics', () =>
       await res.body.dump();
       assert.equal(res.statusCode, status, `${host}${path}`);
     }
+    // An SDK client asking the local token endpoint (RFC 8693) for the orders audience.
+    const exchange = await request(`${harness.sidecar.endpointUrls.token!}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        subject_token: 'anything',
+        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        audience: 'https://orders.internal',
+      }).toString(),
+    });
+    await exchange.body.dump();
+    assert.equal(exchange.statusCode, 200, 'the local token endpoint');
     const scrape = await request(`${adminUrl}/metrics`);
     exposed = parseExposition(await scrape.body.text());
     dashboard = JSON.parse(await readFile(repoPath('deploy', 'grafana', 'dashboards', 'sts-sidecar.json'), 'utf8')) as Obj;
@@ -159,6 +173,8 @@ describe('Grafana dashboard and Prometheus rules against a live /metrics', () =>
       'sts_sidecar_proxy_upstream_401_retries_total',
       'sts_sidecar_token_binding_mismatches_total',
       'sts_sidecar_identity_certificate_expiry_seconds',
+      'sts_sidecar_endpoint_requests_total',
+      'sts_sidecar_endpoint_request_duration_seconds_bucket',
     ]) {
       assert.ok(exposed.labels.has(name), `no ${name} samples after the requests`);
     }
