@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'ERR_STS_OAUTH_ERROR'
   | 'ERR_STS_RESPONSE_INVALID'
   | 'ERR_STS_RESPONSE_TOO_LARGE'
+  | 'ERR_STS_TOKEN_BINDING_MISMATCH'
   | 'ERR_TOKEN_UNAVAILABLE'
   | 'ERR_ROUTE_NOT_FOUND'
   | 'ERR_FORWARD_DENIED'
@@ -26,7 +27,11 @@ export type ErrorCode =
   | 'ERR_UPSTREAM_UNREACHABLE'
   | 'ERR_UPSTREAM_TIMEOUT'
   | 'ERR_UPSTREAM_TLS'
-  | 'ERR_UPSTREAM_FAILED';
+  | 'ERR_UPSTREAM_FAILED'
+  | 'ERR_BOUND_TOKEN_INVALID'
+  | 'ERR_BOUND_TOKEN_NO_CLIENT_CERT'
+  | 'ERR_BOUND_TOKEN_NOT_BOUND'
+  | 'ERR_BOUND_TOKEN_MISMATCH';
 
 export class SidecarError extends Error {
   readonly code: ErrorCode;
@@ -62,7 +67,9 @@ export type StsErrorCode =
   | 'ERR_STS_SERVER_ERROR'
   | 'ERR_STS_OAUTH_ERROR'
   | 'ERR_STS_RESPONSE_INVALID'
-  | 'ERR_STS_RESPONSE_TOO_LARGE';
+  | 'ERR_STS_RESPONSE_TOO_LARGE'
+  /** RFC 8705 3.1: the issued token's cnf.x5t#S256 names another certificate than ours. */
+  | 'ERR_STS_TOKEN_BINDING_MISMATCH';
 
 export class StsError extends SidecarError {
   constructor(code: StsErrorCode, message: string, options?: { cause?: unknown }) {
@@ -127,6 +134,27 @@ export class UpstreamError extends SidecarError {
     options?: { cause?: unknown },
   ) {
     super(code, message, code === 'ERR_UPSTREAM_TIMEOUT' ? 504 : 502, options);
+  }
+}
+
+export type BoundTokenErrorCode =
+  /** Signature, issuer, audience, expiry or a malformed `cnf` (RFC 6750 section 3.1 invalid_token). */
+  | 'ERR_BOUND_TOKEN_INVALID'
+  /** The token is bound (RFC 8705 section 3) but the connection carried no client certificate. */
+  | 'ERR_BOUND_TOKEN_NO_CLIENT_CERT'
+  /** Binding is required and the token has no `cnf.x5t#S256`. */
+  | 'ERR_BOUND_TOKEN_NOT_BOUND'
+  /** The token is bound to another certificate than the connection's (RFC 8705 section 3). */
+  | 'ERR_BOUND_TOKEN_MISMATCH';
+
+/**
+ * A resource server refused a presented token (`verifyBoundToken`). Always 401: RFC 8705
+ * section 3 and RFC 6750 section 3.1 answer every one of these with invalid_token.
+ */
+export class BoundTokenError extends SidecarError {
+  declare readonly code: BoundTokenErrorCode;
+  constructor(code: BoundTokenErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, 401, options);
   }
 }
 

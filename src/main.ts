@@ -4,14 +4,16 @@
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { ConnectionOptions } from 'node:tls';
 import type { DestinationStream } from 'pino';
 import { createAdminHandler } from './admin/server.js';
-import { createMetrics } from './admin/metrics.js';
+import { createMetrics, type IdentityObserver } from './admin/metrics.js';
+import { createEndpointMetrics } from './admin/endpoint-metrics.js';
 import { createTokenProvider, type RouteExchange, type TokenProvider } from './cache/token-provider.js';
-import type { Config, ListenAddress, RouteConfig } from './config/schema.js';
+import type { Config, IdentityConfig, ListenAddress, RouteConfig } from './config/schema.js';
+import { openWorkloadIdentity, type IdentityGeneration, type WorkloadIdentity } from './tls/identity.js';
 import { openSecretSource, type SecretSource } from './credentials/secret-source.js';
 import { createSubjectTokenProvider } from './credentials/subject-token.js';
+import { endpointListeners, type EndpointName } from './endpoints/index.js';
 import { ConfigError } from './errors.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { registerSecret, forgetSecret } from './log/redact.js';
@@ -54,6 +56,8 @@ export interface Sidecar {
   readonly adminUrl: string;
   /** URL of each route's dedicated listener, by route name. */
   readonly routeUrls: Readonly<Record<string, string>>;
+  /** URL of each configured local endpoint (token, gce, azure). */
+  readonly endpointUrls: Readonly<Partial<Record<EndpointName, string>>>;
   readonly tokens: TokenProvider;
   readonly logger: Logger;
   /** Resolves once every eager route has had its first exchange (successful or not). */
@@ -95,26 +99,40 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     actorToken = { current: () => source.current(), type: sts.actorToken.type };
   }
 
-  const clientAuth = await buildClientAuth(config, cleanups, onSourceError('sts.clientAuth.clientSecret'));
-  const ca = sts.ca ? await readConfigFile(sts.ca, 'sts.ca') : undefined;
+  let tokens: TokenProvider | undefined;
+  let identity: WorkloadIdentity | undefined;
+  const metrics = createMetrics(
+    config.routes.map((r) => r.name),
+    () => tokens?.status() ?? [],
+    () => identity?.current().notAfter,
+  );
+  if (config.identity) {
+    identity = await openIdentity(config.identity, logger, metrics.identityObserver);
+    cleanups.push(() => identity?.close());
+  }
+
+  const clientAuth = await buildClientAuth(config, identity, cleanups, onSourceError('sts.clientAuth'));
   const stsClient: StsClient = createStsClient({
     url: sts.url,
     encoding: sts.encoding,
     jsonFieldNames: sts.jsonFieldNames,
     clientAuth,
-    ca,
+    tls: {
+      ca: sts.ca ? await readConfigFile(sts.ca, 'sts.ca') : undefined,
+      servername: sts.servername,
+      clientCertificate: sts.clientCertificate,
+    },
     timeoutMs: sts.timeoutSeconds * 1000,
     maxResponseBytes: sts.maxResponseBytes,
   });
   cleanups.push(() => stsClient.close());
 
-  let tokens: TokenProvider | undefined;
-  const metrics = createMetrics(config.routes.map((r) => r.name), () => tokens?.status() ?? []);
   tokens = createTokenProvider({
     routes: config.routes.map(routeExchange),
     subjectTokens,
     actorToken,
-    exchange: (params) => stsClient.exchange(params),
+    identity,
+    exchange: (params, generation) => stsClient.exchange(params, generation),
     refreshBeforeExpiryRatio: config.cache.refreshBeforeExpiryRatio,
     expirySkewMs: config.cache.expirySkewSeconds * 1000,
     retryInitialDelayMs: config.cache.retryInitialDelaySeconds * 1000,
@@ -134,8 +152,17 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
 
   const proxyRoutes: Array<ForwardRoute & { listen: RouteConfig['listen'] }> = [];
   for (const [i, route] of config.routes.entries()) {
-    const upstream = createUpstream({ url: route.upstream, timeoutMs: route.upstreamTimeoutSeconds * 1000, tls: await upstreamTls(route, i) });
-    cleanups.push(() => upstream.pool.destroy());
+    if (!route.upstream) continue; // token-only: served by the endpoints below, never proxied
+    const upstream = createUpstream({
+      url: route.upstream,
+      timeoutMs: route.upstreamTimeoutSeconds * 1000,
+      tls: {
+        ca: route.ca ? await readConfigFile(route.ca, `routes[${i}].ca`) : undefined,
+        servername: route.servername,
+        clientCertificate: route.clientCertificate,
+      },
+    });
+    cleanups.push(() => upstream.close());
     proxyRoutes.push({
       name: route.name,
       host: route.host,
@@ -195,6 +222,10 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     routeUrls[route.name] = s.url;
   }
 
+  const endpointCtx = { tokens: tokenProvider, logger, observer: createEndpointMetrics(metrics.registry, config.routes.map((r) => r.name)), failureLogs: ctx.failureLogs };
+  const endpointUrls: Partial<Record<EndpointName, string>> = {};
+  for (const e of endpointListeners(config, endpointCtx, subjectSource)) endpointUrls[e.name] = (await listen(e.listen, e.key, e.handler)).url;
+
   let accepting = true;
   const admin = await listen(
     config.admin.listen,
@@ -206,10 +237,12 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     {
       proxy: shared.url,
       admin: admin.url,
-      routes: config.routes.map((r) => ({ name: r.name, host: r.host ?? null, listen: routeUrls[r.name] ?? null, upstream: r.upstream.origin, intercept: r.intercept })),
+      routes: config.routes.map((r) => ({ name: r.name, host: r.host ?? null, listen: routeUrls[r.name] ?? null, upstream: r.upstream?.origin ?? null, intercept: r.intercept })),
       forward: { unmatched: config.forward.unmatched, caCert: interceptionCa?.certPath ?? null },
+      endpoints: endpointUrls,
       sts: `${sts.url.origin}${sts.url.pathname}`,
       subjectTokenSource: subjectSource.description,
+      ...(identity ? { identity: describeIdentity(identity.current()) } : {}),
     },
     'sts-sidecar listening',
   );
@@ -222,6 +255,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     proxyUrl: shared.url,
     adminUrl: admin.url,
     routeUrls,
+    endpointUrls,
     tokens: tokenProvider,
     logger,
     warmedUp,
@@ -254,26 +288,59 @@ function routeExchange(route: RouteConfig): RouteExchange {
   };
 }
 
-async function buildClientAuth(config: Config, cleanups: Array<() => void>, onError: (err: unknown) => void): Promise<ClientAuth> {
+async function openIdentity(settings: IdentityConfig, logger: Logger, observer: IdentityObserver): Promise<WorkloadIdentity> {
+  const identity = await openWorkloadIdentity({
+    files: settings,
+    pollIntervalMs: settings.pollIntervalSeconds * 1000,
+    onError(err) {
+      observer.reloadFailed();
+      logger.error({ key: `identity.${err.key}`, reason: err.message }, 'rotated identity files are not usable; keeping the previous certificate');
+    },
+  });
+  identity.onChange((next, previous) => {
+    observer.rotated();
+    logger.info({ identity: describeIdentity(next), previousThumbprint: previous.thumbprint }, 'workload identity rotated; new connections present the new certificate');
+  });
+  return identity;
+}
+
+/** Safe to log: public certificate facts only. */
+function describeIdentity(g: IdentityGeneration): Record<string, unknown> {
+  return { subject: g.leaf.subject.replace(/\n/g, ', '), thumbprint: g.thumbprint, notAfter: g.notAfter.toISOString(), generation: g.id };
+}
+
+async function buildClientAuth(
+  config: Config,
+  identity: WorkloadIdentity | undefined,
+  cleanups: Array<() => void>,
+  onError: (err: unknown) => void,
+): Promise<ClientAuth> {
   const auth = config.sts.clientAuth;
   if (auth.method === 'none') return noClientAuth(auth.clientId);
   if (auth.method === 'tls_client_auth') return tlsClientAuth(auth.clientId);
   if (auth.method === 'private_key_jwt') {
-    if (!auth.key) throw new ConfigError('sts.clientAuth.key', 'private_key_jwt with the identity key is wired with identity');
-    const keySource = await openSecretSource(auth.key, { keyPath: 'sts.clientAuth.key', onError });
-    cleanups.push(() => keySource.close());
-    let key = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
-    keySource.onChange(() => {
-      try {
-        key = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
-      } catch (err) {
-        onError(err);
-      }
-    });
+    let key: () => KeyObject;
+    if (auth.key) {
+      const keySource = await openSecretSource(auth.key, { keyPath: 'sts.clientAuth.key', onError });
+      cleanups.push(() => keySource.close());
+      let current = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
+      keySource.onChange(() => {
+        try {
+          current = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
+        } catch (err) {
+          onError(err);
+        }
+      });
+      key = () => current;
+    } else if (identity) {
+      key = () => identity.current().privateKey;
+    } else {
+      throw new ConfigError('sts.clientAuth.key', 'private_key_jwt needs a signing key: give clientAuth.key or an identity');
+    }
     return privateKeyJwt({
       clientId: auth.clientId,
-      key: () => key,
-      algorithm: auth.algorithm ?? defaultJwsAlgorithm(key),
+      key,
+      algorithm: auth.algorithm ?? defaultJwsAlgorithm(key()),
       keyId: auth.keyId,
       audience: auth.audience ?? config.sts.url.href,
       lifetimeSeconds: auth.assertionLifetimeSeconds,
@@ -294,15 +361,6 @@ function trackSecret(source: SecretSource): void {
     current = source.current();
     registerSecret(current);
   });
-}
-
-/** Trust and SNI for an https upstream (routes[].ca, routes[].servername). */
-async function upstreamTls(route: RouteConfig, index: number): Promise<ConnectionOptions | undefined> {
-  if (route.upstream.protocol !== 'https:' || (!route.ca && !route.servername)) return undefined;
-  return {
-    ...(route.ca ? { ca: await readConfigFile(route.ca, `routes[${index}].ca`) } : {}),
-    ...(route.servername ? { servername: route.servername } : {}),
-  };
 }
 
 async function readConfigFile(path: string, keyPath: string): Promise<string> {

@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,14 +17,26 @@ const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const run = promisify(execFile);
 
 describe('cli', () => {
-  it('demo --once runs the embedded default end to end', async () => {
+  it('demo --once runs the embedded default end to end: bound tokens over mTLS, alice\'s token refused over bob\'s certificate (RFC 8705 3)', async () => {
     const { stdout } = await run(process.execPath, [BIN, 'demo', '--once'], { timeout: 30_000 });
+    assert.match(stdout, /reference STS +https:\/\/127\.0\.0\.1:\d+\/token +\(mTLS, client certificate required/);
     assert.match(stdout, /App -> upstream directly, no token: +HTTP 401/);
     assert.match(stdout, /App -> sidecar -> upstream \(token added\): +HTTP 200 .*"sub":"system:serviceaccount:demo:orders-client"/);
     assert.match(stdout, /A host no route names gets no token: +HTTP 404/);
+    // The identity's thumbprint, and the same value as the cnf of the token the sidecar injected.
+    const thumbprint = /x5t#S256 ([A-Za-z0-9_-]{43}) +\(RFC 8705 3\.1/.exec(stdout)?.[1];
+    assert.ok(thumbprint, stdout);
+    assert.ok(stdout.includes(`"cnf":{"x5t#S256":"${thumbprint}"}`), 'the upstream saw a token bound to the identity');
+    assert.match(stdout, /it is bound to alice's certificate/);
+    assert.match(stdout, /presented over alice's certificate: +HTTP 200/);
+    assert.match(stdout, /presented over bob's certificate: +HTTP 401 .*"code":"ERR_BOUND_TOKEN_MISMATCH"/);
     assert.match(stdout, /curl -s http:\/\/127\.0\.0\.1:\d+\/orders\/42/);
     // The demo prints claims, never a token.
     assert.doesNotMatch(stdout, /eyJ[A-Za-z0-9_-]{10,}\./);
+    // Its certificates and keys are gone once it exits.
+    const dir = /(\/\S*sts-sidecar-demo-[A-Za-z0-9]+)\/alice\.crt/.exec(stdout)?.[1];
+    assert.ok(dir, stdout);
+    await assert.rejects(access(dir), { code: 'ENOENT' });
   });
 
   it('run --config serves traffic and drains on SIGTERM, exiting 0', async () => {

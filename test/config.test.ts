@@ -143,7 +143,7 @@ describe('a valid configuration', () => {
     assert.equal(r.host, 'orders.example.com', 'host is lower-cased');
     assert.equal(r.pathPrefix, '/api/');
     assert.deepEqual(r.listen, { host: '127.0.0.1', port: 25002 });
-    assert.equal(r.upstream.href, 'https://orders.internal:8443/base');
+    assert.equal(r.upstream?.href, 'https://orders.internal:8443/base');
     assert.deepEqual(r.audience, ['https://orders.example.com', 'https://billing.example.com']);
     assert.deepEqual(r.resource, ['https://orders.example.com/api'], 'a single resource becomes a list');
     assert.equal(r.scope, 'orders.read orders.write', 'a scope list becomes space-delimited (RFC 6749 section 3.3)');

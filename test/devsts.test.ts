@@ -23,7 +23,7 @@ import { createExchanger } from '../src/devsts/exchange.js';
 import { createJwtVerifier } from '../src/devsts/jwt-verifier.js';
 import { createTokenSigner } from '../src/devsts/token-signer.js';
 import { parseExchangeRequest } from '../src/devsts/exchange-request.js';
-import { parseFormParams } from '../src/devsts/request-parsing.js';
+import { parseFormParams } from '../src/oauth/request-parsing.js';
 
 const execFileAsync = promisify(execFile);
 

@@ -551,7 +551,7 @@ describe('TLS to the STS', () => {
   test('an https STS with a self-signed certificate works when ca is that certificate', async (t) => {
     const sts = await startFakeSts(t, success(), { tls: { key, cert } });
     assert.ok(sts.url.startsWith('https://127.0.0.1:'));
-    const token = await clientFor(t, sts.url, { ca: cert }).exchange(PARAMS);
+    const token = await clientFor(t, sts.url, { tls: { ca: cert } }).exchange(PARAMS);
     assert.equal(token.accessToken, 'issued-access-token');
     assert.equal(sts.received.length, 1);
   });

@@ -15,6 +15,12 @@ export interface SidecarMetrics {
   readonly tokenObserver: TokenProviderObserver;
   readonly proxyObserver: ProxyObserver;
   readonly forwardObserver: ForwardObserver;
+  readonly identityObserver: IdentityObserver;
+}
+
+export interface IdentityObserver {
+  rotated(): void;
+  reloadFailed(): void;
 }
 
 function statusClass(code: number): string {
@@ -22,7 +28,11 @@ function statusClass(code: number): string {
   return 'other';
 }
 
-export function createMetrics(routeNames: readonly string[], tokenStatus: () => RouteTokenStatus[]): SidecarMetrics {
+export function createMetrics(
+  routeNames: readonly string[],
+  tokenStatus: () => RouteTokenStatus[],
+  identityExpiry: () => Date | undefined = () => undefined,
+): SidecarMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const known = new Set(routeNames);
@@ -31,7 +41,7 @@ export function createMetrics(routeNames: readonly string[], tokenStatus: () => 
 
   const exchanges = new Counter({
     name: `${METRIC_PREFIX}sts_exchanges_total`,
-    help: 'Token exchanges at the STS, by route and result (success, oauth_error, invalid_response, timeout, unreachable, server_error, subject_token_error, error).',
+    help: 'Token exchanges at the STS, by route and result (success, oauth_error, invalid_response, timeout, unreachable, server_error, subject_token_error, binding_mismatch, error).',
     labelNames: ['route', 'result'] as const,
     registers: [registry],
   });
@@ -116,6 +126,32 @@ export function createMetrics(routeNames: readonly string[], tokenStatus: () => 
     registers: [registry],
   });
   const forwardObserver: ForwardObserver = { forwarded: (kind, result) => forwarded.labels(kind, result).inc() };
+  const bindingMismatches = new Counter({
+    name: `${METRIC_PREFIX}token_binding_mismatches_total`,
+    help: 'Issued tokens discarded because their cnf.x5t#S256 named another certificate than the workload identity (RFC 8705 3.1).',
+    labelNames: ['route'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: `${METRIC_PREFIX}identity_certificate_expiry_seconds`,
+    help: "Seconds until the workload identity's current certificate expires (absent without an identity).",
+    registers: [registry],
+    collect() {
+      const notAfter = identityExpiry();
+      this.reset();
+      if (notAfter) this.set(Math.max(0, (notAfter.getTime() - Date.now()) / 1000));
+    },
+  });
+  const rotations = new Counter({
+    name: `${METRIC_PREFIX}identity_rotations_total`,
+    help: 'Workload identity rotations taken (a new certificate and key became current).',
+    registers: [registry],
+  });
+  const reloadErrors = new Counter({
+    name: `${METRIC_PREFIX}identity_reload_errors_total`,
+    help: 'Rotated identity files that could not be used (unreadable, mismatched key, expired); the previous identity was kept.',
+    registers: [registry],
+  });
 
   const durationChildren = new Map<string, { observe(v: number): void }>();
   const durationChild = (route: string) => {
@@ -132,6 +168,7 @@ export function createMetrics(routeNames: readonly string[], tokenStatus: () => 
       exchangeDuration.labels(routeLabel(route)).observe(seconds);
     },
     invalidated: (route) => invalidations.labels(routeLabel(route)).inc(),
+    bindingMismatch: (route) => bindingMismatches.labels(routeLabel(route)).inc(),
   };
   const proxyObserver: ProxyObserver = {
     finished(route, statusCode, seconds) {
@@ -142,7 +179,8 @@ export function createMetrics(routeNames: readonly string[], tokenStatus: () => 
     },
     retriedAfter401: (route) => retries.labels(routeLabel(route)).inc(),
   };
-  return { registry, tokenObserver, proxyObserver, forwardObserver };
+  const identityObserver: IdentityObserver = { rotated: () => rotations.inc(), reloadFailed: () => reloadErrors.inc() };
+  return { registry, tokenObserver, proxyObserver, identityObserver, forwardObserver };
 }
 
 /** Counts per label set, kept as plain numbers between scrapes. */

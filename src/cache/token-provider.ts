@@ -1,8 +1,10 @@
 /**
  * TokenProvider: the only thing the proxy knows about tokens.
  *
- * - Keyed by everything that changes the token: the route's exchange parameters and
- *   a digest of the subject token (later also the client-certificate thumbprint).
+ * - Keyed by everything that changes the token: the route's exchange parameters, a
+ *   digest of the subject token and the thumbprint of the workload certificate the STS
+ *   saw (RFC 8705: a token bound to one certificate is useless with another).
+ * - A JWT whose `cnf.x5t#S256` names another certificate is never cached or served.
  * - Refresh-ahead: a token is refreshed when `refreshBeforeExpiryRatio` of its lifetime
  *   is left, by a timer, so at steady state no request waits for the STS.
  * - Single flight: one exchange per key, detached from the request that started it,
@@ -10,11 +12,27 @@
  * - On STS failure the current token is served until it really expires while retries
  *   back off exponentially with jitter; after expiry requests fail closed.
  */
-import { SidecarError, TokenUnavailableError } from '../errors.js';
+import { SidecarError, StsError, TokenUnavailableError } from '../errors.js';
 import { assertUsable, type SubjectToken, type SubjectTokenProvider } from '../credentials/subject-token.js';
 import { forgetSecret, registerSecret } from '../log/redact.js';
 import type { ExchangeParams } from '../sts/exchange-request.js';
 import type { IssuedToken } from '../sts/exchange-response.js';
+import { checkCertificateBinding } from '../tls/binding.js';
+import type { IdentityGeneration } from '../tls/identity.js';
+
+/**
+ * A cached token and the identity generation it was obtained with: the proxy must send it
+ * on a connection presenting that generation's certificate.
+ */
+export interface CachedToken extends IssuedToken {
+  readonly identity: IdentityGeneration | undefined;
+}
+
+/** What the provider needs of the workload identity. */
+export interface IdentitySource {
+  current(): IdentityGeneration;
+  onChange(listener: () => void): void;
+}
 
 /** Route-level exchange settings; the subject and actor tokens are added per exchange. */
 export interface RouteExchange {
@@ -25,7 +43,7 @@ export interface RouteExchange {
 
 export interface TokenProvider {
   /** A token that is valid now, from cache or from a (shared) exchange. Throws TokenUnavailableError. */
-  getToken(route: string): Promise<IssuedToken>;
+  getToken(route: string): Promise<CachedToken>;
   /** The upstream rejected this token (401): never inject it again. */
   invalidate(route: string, accessToken: string): void;
   status(now?: number): RouteTokenStatus[];
@@ -52,6 +70,7 @@ export type ExchangeResult =
   | 'unreachable'
   | 'server_error'
   | 'subject_token_error'
+  | 'binding_mismatch'
   | 'error';
 
 /** Hooks for metrics and logs; the cache itself stays free of prom-client and pino. */
@@ -60,13 +79,17 @@ export interface TokenProviderObserver {
   cacheMiss?(route: string): void;
   exchanged?(route: string, result: ExchangeResult, seconds: number, error?: unknown): void;
   invalidated?(route: string): void;
+  /** The STS issued a token bound to another certificate; it was discarded. */
+  bindingMismatch?(route: string): void;
 }
 
 export interface TokenProviderOptions {
   readonly routes: readonly RouteExchange[];
   readonly subjectTokens: SubjectTokenProvider;
   readonly actorToken?: { current(): string; readonly type: string } | undefined;
-  readonly exchange: (params: ExchangeParams) => Promise<IssuedToken>;
+  /** The workload certificate, when configured: part of the key, passed to the exchange. */
+  readonly identity?: IdentitySource | undefined;
+  readonly exchange: (params: ExchangeParams, identity: IdentityGeneration | undefined) => Promise<IssuedToken>;
   readonly refreshBeforeExpiryRatio: number;
   readonly expirySkewMs: number;
   readonly retryInitialDelayMs: number;
@@ -80,10 +103,11 @@ export interface TokenProviderOptions {
 interface Entry {
   readonly key: string;
   readonly route: RouteExchange;
-  token: IssuedToken | undefined;
+  readonly identity: IdentityGeneration | undefined;
+  token: CachedToken | undefined;
   usableUntil: number;
   refreshAt: number;
-  inflight: Promise<IssuedToken> | undefined;
+  inflight: Promise<CachedToken> | undefined;
   consecutiveFailures: number;
   nextAttemptAt: number;
   lastError: unknown;
@@ -101,22 +125,30 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     readonly route: RouteExchange;
     readonly keyPrefix: string;
     lastSubject: SubjectToken | undefined;
+    lastIdentity: IdentityGeneration | undefined;
     lastEntry: Entry | undefined;
   }
   const slots = new Map<string, RouteSlot>(
-    options.routes.map((r) => [r.name, { route: r, keyPrefix: JSON.stringify([r.name, r.params]), lastSubject: undefined, lastEntry: undefined }]),
+    options.routes.map((r) => [
+      r.name,
+      { route: r, keyPrefix: JSON.stringify([r.name, r.params]), lastSubject: undefined, lastIdentity: undefined, lastEntry: undefined },
+    ]),
   );
+  const currentIdentity = options.identity ? () => options.identity!.current() : () => undefined;
   const entries = new Map<string, Entry>();
   let closed = false;
 
-  const keyFor = (route: RouteExchange, subject: SubjectToken) => `${slots.get(route.name)!.keyPrefix}|${subject.digest}`;
+  const keyFor = (route: RouteExchange, subject: SubjectToken, identity: IdentityGeneration | undefined) =>
+    `${slots.get(route.name)!.keyPrefix}|${subject.digest}|${identity?.thumbprint ?? ''}`;
 
-  function entryFor(route: RouteExchange, key: string): Entry {
+  function entryFor(route: RouteExchange, subject: SubjectToken, identity: IdentityGeneration | undefined): Entry {
+    const key = keyFor(route, subject, identity);
     let entry = entries.get(key);
     if (!entry) {
       entry = {
         key,
         route,
+        identity,
         token: undefined,
         usableUntil: 0,
         refreshAt: 0,
@@ -144,7 +176,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   function drop(entry: Entry): void {
     clearTimeout(entry.timer);
     const slot = slots.get(entry.route.name);
-    if (slot?.lastEntry === entry) slot.lastEntry = slot.lastSubject = undefined;
+    if (slot?.lastEntry === entry) slot.lastEntry = undefined;
     if (entry.token) forgetSecret(entry.token.accessToken);
     entries.delete(entry.key);
   }
@@ -172,18 +204,38 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     void refreshRoute(entry.route).catch(() => {});
   }
 
-  function exchangeFor(entry: Entry, subject: SubjectToken): Promise<IssuedToken> {
+  function exchangeFor(entry: Entry, subject: SubjectToken): Promise<CachedToken> {
     if (entry.inflight) return entry.inflight;
     const started = now();
-    const run = async (): Promise<IssuedToken> => {
-      assertUsable(subject, options.subjectTokens.description, started);
+    const exchangeOnce = (): Promise<IssuedToken> => {
       const actor = options.actorToken;
-      return options.exchange({
-        ...entry.route.params,
-        subjectToken: subject.value,
-        subjectTokenType: subject.type,
-        ...(actor ? { actorToken: actor.current(), actorTokenType: actor.type } : {}),
-      });
+      return options.exchange(
+        {
+          ...entry.route.params,
+          subjectToken: subject.value,
+          subjectTokenType: subject.type,
+          ...(actor ? { actorToken: actor.current(), actorTokenType: actor.type } : {}),
+        },
+        entry.identity,
+      );
+    };
+    const run = async (): Promise<CachedToken> => {
+      assertUsable(subject, options.subjectTokens.description, started);
+      const identity = entry.identity;
+      if (!identity) return { ...(await exchangeOnce()), identity };
+      // RFC 8705 3.1: a token bound to another certificate would be refused upstream (or,
+      // worse, accepted by a lax one). Discard it, ask once more, then fail closed.
+      for (let attempt = 1; ; attempt++) {
+        const token = await exchangeOnce();
+        if (checkCertificateBinding(token.accessToken, identity.thumbprint) !== 'mismatch') return { ...token, identity };
+        observer.bindingMismatch?.(entry.route.name);
+        if (attempt === 2) {
+          throw new StsError(
+            'ERR_STS_TOKEN_BINDING_MISMATCH',
+            `the STS issued a token bound to another certificate than the workload's (x5t#S256 ${identity.thumbprint}); it was discarded`,
+          );
+        }
+      }
     };
     const inflight = run().then(
       (token) => {
@@ -206,7 +258,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     return inflight;
   }
 
-  function onSuccess(entry: Entry, token: IssuedToken): void {
+  function onSuccess(entry: Entry, token: CachedToken): void {
     if (entry.token) forgetSecret(entry.token.accessToken);
     registerSecret(token.accessToken);
     const lifetime = Math.max(0, token.expiresAt - token.issuedAt);
@@ -239,13 +291,13 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     if (stillValid || !entry.route.lazy) schedule(entry, entry.nextAttemptAt);
   }
 
-  async function refreshRoute(route: RouteExchange): Promise<IssuedToken> {
+  async function refreshRoute(route: RouteExchange): Promise<CachedToken> {
     const subject = options.subjectTokens.current();
-    const entry = entryFor(route, keyFor(route, subject));
+    const entry = entryFor(route, subject, currentIdentity());
     return exchangeFor(entry, subject);
   }
 
-  async function getToken(routeName: string): Promise<IssuedToken> {
+  async function getToken(routeName: string): Promise<CachedToken> {
     const slot = slots.get(routeName);
     if (!slot) throw new TokenUnavailableError(routeName, new Error('unknown route'));
     const route = slot.route;
@@ -254,11 +306,13 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     let subject: SubjectToken;
     try {
       subject = options.subjectTokens.current();
-      if (subject === slot.lastSubject && slot.lastEntry) {
+      const identity = currentIdentity();
+      if (subject === slot.lastSubject && identity === slot.lastIdentity && slot.lastEntry) {
         entry = slot.lastEntry;
       } else {
-        entry = entryFor(route, keyFor(route, subject));
+        entry = entryFor(route, subject, identity);
         slot.lastSubject = subject;
+        slot.lastIdentity = identity;
         slot.lastEntry = entry;
       }
     } catch (err) {
@@ -323,15 +377,17 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     );
   }
 
-  // A rotated subject token: exchange ahead for routes in use, so the first request after
-  // the rotation does not wait (the old token stays valid for its own lifetime anyway).
-  options.subjectTokens.onChange(() => {
+  // A rotated subject token or certificate: exchange ahead for routes in use, so the first
+  // request after the rotation finds the new key's exchange already under way.
+  const refreshActiveRoutes = () => {
     if (closed) return;
     const active = new Set<RouteExchange>();
     for (const e of entries.values()) if (!e.route.lazy || e.lastUsed > 0) active.add(e.route);
     for (const r of options.routes) if (!r.lazy) active.add(r);
     for (const r of active) void refreshRoute(r).catch(() => {});
-  });
+  };
+  options.subjectTokens.onChange(refreshActiveRoutes);
+  options.identity?.onChange(refreshActiveRoutes);
 
   return {
     getToken,
@@ -362,6 +418,8 @@ function classify(err: unknown): ExchangeResult {
     case 'ERR_SUBJECT_TOKEN_EXPIRED':
     case 'ERR_SUBJECT_TOKEN_UNAVAILABLE':
       return 'subject_token_error';
+    case 'ERR_STS_TOKEN_BINDING_MISMATCH':
+      return 'binding_mismatch';
     default:
       return 'error';
   }

@@ -1,25 +1,35 @@
 /**
  * `sts-sidecar demo`: the embedded default. No outside services: the reference STS,
  * a demo upstream that accepts only the exchanged token, and the sidecar, wired
- * together on loopback. It sends a request through the sidecar, prints what happened
- * (tokens redacted) and the curl commands to try, then runs until Ctrl-C.
+ * together on loopback with certificate-bound tokens (RFC 8705): a demo CA issues
+ * alice's workload certificate (the sidecar's identity) and bob's; the STS and the
+ * upstream speak mTLS. It sends requests through the sidecar, shows that alice's
+ * token is refused over bob's certificate, prints what happened (claims only, never a
+ * token) and the curl commands to try, then runs until Ctrl-C.
  */
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
+import { decodeJwt } from 'jose';
+import { Agent, request, type Dispatcher } from 'undici';
 import { parseConfig } from '../config/load.js';
 import { startSidecar } from '../main.js';
-import { startDevSts, createWorkloadIssuer } from '../devsts/index.js';
+import { startDevSts, createWorkloadIssuer, type DevSts } from '../devsts/index.js';
 import { startDemoUpstream } from '../demo/upstream.js';
+import { createCertificateAuthority, type KeyPairPem } from '../pki/certificates.js';
+import { certificateThumbprint } from '../tls/thumbprint.js';
 import type { LogLevel } from '../config/schema.js';
 
 const USAGE = `Usage: sts-sidecar demo [--once] [--log-level LEVEL]
 
-Starts the reference STS, a demo upstream and the sidecar on 127.0.0.1, sends one
-request through the sidecar and prints what happened and the curl commands to try.
+Starts the reference STS and a demo upstream (both over mTLS) and the sidecar with a
+workload certificate on 127.0.0.1, sends requests through the sidecar, shows a token
+bound to one certificate being refused over another (RFC 8705), and prints what
+happened and the curl commands to try. Certificates live in a temporary directory
+that is deleted at exit.
 Ports 15000 (admin), 15001 (proxy), 15002 (the demo route), 15080 (the STS) and
 15090 (the demo upstream) are used when free, any free port otherwise.
 
@@ -28,6 +38,9 @@ Ports 15000 (admin), 15001 (proxy), 15002 (the demo route), 15080 (the STS) and
 `;
 
 const AUDIENCE = 'http://orders.demo';
+const CLIENT_ID = 'orders-client';
+const ALICE_URI = 'spiffe://demo.local/ns/demo/sa/orders-client';
+const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
 
 export async function demoCommand(argv: string[]): Promise<number> {
   let values: { once?: boolean | undefined; help?: boolean | undefined; 'log-level'?: string | undefined };
@@ -47,31 +60,45 @@ export async function demoCommand(argv: string[]): Promise<number> {
   }
   const out = (line = '') => process.stdout.write(`${line}\n`);
 
-  const workloadIssuer = await createWorkloadIssuer({ issuer: 'https://kubernetes.default.svc.cluster.local' });
+  const dir = await mkdtemp(join(tmpdir(), 'sts-sidecar-demo-'));
+  // The private keys must not outlive the demo, even when it fails half-way.
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const pki = await writeDemoPki(dir);
+  const trustOnly = new Agent({ connect: { ca: pki.ca } });
+  const asBob = new Agent({ connect: { ca: pki.ca, cert: pki.bob.certPem, key: pki.bob.keyPem } });
+  const asAlice = new Agent({ connect: { ca: pki.ca, cert: pki.alice.certPem, key: pki.alice.keyPem } });
+
+  const workloadIssuer = createWorkloadIssuer({ issuer: 'https://kubernetes.default.svc.cluster.local' });
   const [stsPort, upstreamPort] = await Promise.all([freePort(15080), freePort(15090)]);
   const sts = await startDevSts({
     port: stsPort,
     trustedIssuers: [{ issuer: workloadIssuer.issuer, jwks: workloadIssuer.jwks }],
     tokenLifetimeSeconds: 300,
+    tls: { cert: pki.sts.certPem, key: pki.sts.keyPem, ca: pki.ca, requireClientCert: true },
+    // RFC 8705 2.1: the sidecar authenticates with alice's certificate, identified by its SPIFFE ID.
+    clients: [{ clientId: CLIENT_ID, tlsClientAuthSanUri: ALICE_URI }],
   });
-  const upstream = await startDemoUpstream({ jwksUrl: sts.jwksUrl, issuer: sts.issuer, audience: AUDIENCE, port: upstreamPort });
+  const upstream = await startDemoUpstream({
+    jwks: sts.publicJwks,
+    issuer: sts.issuer,
+    audience: AUDIENCE,
+    port: upstreamPort,
+    tls: { cert: pki.upstream.certPem, key: pki.upstream.keyPem, ca: pki.ca },
+  });
 
   // The ambient credential, laid out like a projected service-account token.
-  const dir = await mkdtemp(join(tmpdir(), 'sts-sidecar-demo-'));
   const tokenFile = join(dir, 'token');
-  await writeFile(
-    tokenFile,
-    await workloadIssuer.mint({ sub: 'system:serviceaccount:demo:orders-client', aud: sts.issuer, expiresInSeconds: 3600 }),
-    { mode: 0o600 },
-  );
+  const mintSubject = () => workloadIssuer.mint({ sub: 'system:serviceaccount:demo:orders-client', aud: sts.issuer, expiresInSeconds: 3600 });
+  await writeFile(tokenFile, await mintSubject(), { mode: 0o600 });
 
   const [adminPort, proxyPort, routePort] = await Promise.all([freePort(15000), freePort(15001), freePort(15002)]);
   const config = parseConfig({
     proxy: { listen: `127.0.0.1:${proxyPort}` },
     admin: { listen: `127.0.0.1:${adminPort}` },
     log: { level: (values['log-level'] ?? 'warn') as LogLevel },
-    subjectToken: { file: tokenFile, type: 'urn:ietf:params:oauth:token-type:jwt' },
-    sts: { url: sts.tokenUrl, encoding: 'form' },
+    subjectToken: { file: tokenFile, type: TOKEN_TYPE_JWT },
+    identity: { cert: pki.files.aliceCert, key: pki.files.aliceKey, ca: pki.files.ca },
+    sts: { url: sts.tokenUrl, encoding: 'form', clientAuth: { method: 'tls_client_auth', clientId: CLIENT_ID } },
     routes: [
       {
         name: 'orders',
@@ -90,18 +117,23 @@ export async function demoCommand(argv: string[]): Promise<number> {
     await sidecar.close(1000);
     await upstream.close();
     await sts.close();
+    await Promise.all([trustOnly.close(), asBob.close(), asAlice.close()]);
     await rm(dir, { recursive: true, force: true });
   };
 
+  const aliceThumbprint = certificateThumbprint(pki.alice.certificate);
   out('sts-sidecar demo: everything runs on this machine, nothing outside is contacted.');
   out();
-  out(`  reference STS   ${sts.tokenUrl}  (JWKS ${sts.jwksUrl})`);
-  out(`  demo upstream   ${upstream.url}  (accepts only STS tokens for audience ${AUDIENCE})`);
+  out(`  reference STS   ${sts.tokenUrl}  (mTLS, client certificate required; JWKS ${sts.jwksUrl})`);
+  out(`  demo upstream   ${upstream.url}  (mTLS; accepts only STS tokens for ${AUDIENCE} bound to the caller's certificate)`);
   out(`  sidecar         proxy ${sidecar.proxyUrl}, route "orders" ${routeUrl}, admin ${sidecar.adminUrl}`);
   out(`  subject token   ${tokenFile} (a service-account-style JWT; never printed)`);
+  out(`  identity        ${pki.files.aliceCert} (CN=alice, ${ALICE_URI})`);
+  out(`                  x5t#S256 ${aliceThumbprint}  (RFC 8705 3.1: base64url SHA-256 of the DER certificate)`);
+  out(`  demo CA         ${pki.files.ca}; bob's certificate ${pki.files.bobCert}`);
   out();
 
-  const direct = await request(`${upstream.url}/orders/42`);
+  const direct = await request(`${upstream.url}/orders/42`, { dispatcher: trustOnly });
   out(`1. App -> upstream directly, no token:        HTTP ${direct.statusCode} ${await direct.body.text()}`);
   const proxied = await request(`${routeUrl}/orders/42`);
   const proxiedBody = await proxied.body.text();
@@ -111,22 +143,47 @@ export async function demoCommand(argv: string[]): Promise<number> {
   await byHost.body.dump();
   const unmatched = await request(`${sidecar.proxyUrl}/`, { headers: { host: 'elsewhere.example' } });
   out(`4. A host no route names gets no token:       HTTP ${unmatched.statusCode} ${await unmatched.body.text()}`);
+  const sidecarCnf = cnfFromUpstreamReply(proxiedBody);
+  out(`   The token the sidecar injected carries cnf ${JSON.stringify(sidecarCnf ?? null)}:`);
+  out(`   ${sidecarCnf?.['x5t#S256'] === aliceThumbprint ? 'it is bound to alice\'s certificate, the one the sidecar presents.' : 'NOT the thumbprint of the sidecar\'s certificate.'}`);
+
+  // A token as an attacker would steal it: alice's, obtained at the STS over mTLS with her certificate.
+  const stolen = await exchangeDirectly(sts, asAlice, await mintSubject());
+  const stolenClaims = decodeJwt(stolen);
+  out();
+  out(`5. Alice's token (exchanged at the STS with alice's certificate; claims sub=${String(stolenClaims.sub)}, cnf ${JSON.stringify(stolenClaims['cnf'] ?? null)}):`);
+  const overAlice = await callUpstream(upstream.url, asAlice, stolen);
+  out(`   presented over alice's certificate:  HTTP ${overAlice.status}`);
+  const overBob = await callUpstream(upstream.url, asBob, stolen);
+  out(`   presented over bob's certificate:    HTTP ${overBob.status} ${overBob.text}`);
+  out(`   Bob's certificate has x5t#S256 ${certificateThumbprint(pki.bob.certificate)}: a stolen token is useless without alice's key.`);
+
   const [status] = sidecar.tokens.status();
   out();
-  out(`The sidecar exchanged the subject token once at the STS (RFC 8693) and cached the result;`);
-  out(`route "orders" holds a token valid for another ${Math.floor(status?.expiresInSeconds ?? 0)} s, refreshed ahead of expiry.`);
+  out(`The sidecar exchanged the subject token once at the STS (RFC 8693) over mTLS, authenticating with its`);
+  out(`certificate (tls_client_auth, RFC 8705 2.1), and cached the result; route "orders" holds a token valid`);
+  out(`for another ${Math.floor(status?.expiresInSeconds ?? 0)} s, refreshed ahead of expiry.`);
   out();
+  const tlsFlags = `--cacert ${pki.files.ca}`;
   out('Try it:');
   out(`  curl -s ${routeUrl}/orders/42`);
   out(`  curl -s -H 'Host: orders.demo' ${sidecar.proxyUrl}/orders/42`);
-  out(`  curl -si ${upstream.url}/orders/42            # direct: 401`);
+  out(`  curl -si ${tlsFlags} ${upstream.url}/orders/42            # direct: 401`);
   out(`  curl -s ${sidecar.adminUrl}/readyz`);
   out(`  curl -s ${sidecar.adminUrl}/metrics | grep '^sts_sidecar_'`);
-  out(`  curl -s -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token=iamtheeggman \\`);
-  out(`       -d subject_token_type=urn:ietf:params:oauth:token-type:access_token ${sts.tokenUrl}   # the seed's exchange`);
+  out(`  curl -s ${tlsFlags} --cert ${pki.files.aliceCert} --key ${pki.files.aliceKey} -d client_id=${CLIENT_ID} \\`);
+  out(`       -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token=iamtheeggman \\`);
+  out(`       -d subject_token_type=urn:ietf:params:oauth:token-type:access_token ${sts.tokenUrl}   # the seed's exchange, over mTLS`);
+  out(`  curl -s ${tlsFlags} ${sts.tokenUrl} -d x=y   # no client certificate: 401 invalid_client`);
   out();
 
-  const ok = proxied.statusCode === 200 && direct.statusCode === 401 && unmatched.statusCode === 404;
+  const ok =
+    proxied.statusCode === 200 &&
+    direct.statusCode === 401 &&
+    unmatched.statusCode === 404 &&
+    sidecarCnf?.['x5t#S256'] === aliceThumbprint &&
+    overAlice.status === 200 &&
+    overBob.status === 401;
   if (!ok) out('The demo did not behave as expected; see the responses above.');
   if (values.once) {
     await shutdown();
@@ -140,6 +197,79 @@ export async function demoCommand(argv: string[]): Promise<number> {
     };
     process.on('SIGINT', stop).on('SIGTERM', stop);
   });
+}
+
+interface DemoPki {
+  /** PEM of the demo CA (trusted by everyone here). */
+  readonly ca: string;
+  readonly sts: KeyPairPem;
+  readonly upstream: KeyPairPem;
+  readonly alice: KeyPairPem;
+  readonly bob: KeyPairPem;
+  readonly files: { readonly ca: string; readonly aliceCert: string; readonly aliceKey: string; readonly bobCert: string; readonly bobKey: string };
+}
+
+/** A demo CA, server certificates for the STS and the upstream, and alice's and bob's client certificates. */
+async function writeDemoPki(dir: string): Promise<DemoPki> {
+  const ca = createCertificateAuthority({ commonName: 'sts-sidecar demo CA', organization: 'sts-sidecar demo' });
+  const loopback = ['127.0.0.1', 'localhost'];
+  const pki = {
+    ca: ca.certPem,
+    sts: ca.issue({ commonName: 'sts.demo', subjectAltNames: ['sts.demo', ...loopback], usage: 'server' }),
+    upstream: ca.issue({ commonName: 'orders.demo', subjectAltNames: ['orders.demo', ...loopback], usage: 'server' }),
+    alice: ca.issue({ commonName: 'alice', uris: [ALICE_URI], usage: 'client' }),
+    bob: ca.issue({ commonName: 'bob', uris: ['spiffe://demo.local/ns/demo/sa/bob'], usage: 'client' }),
+  };
+  const files = {
+    ca: join(dir, 'ca.crt'),
+    aliceCert: join(dir, 'alice.crt'),
+    aliceKey: join(dir, 'alice.key'),
+    bobCert: join(dir, 'bob.crt'),
+    bobKey: join(dir, 'bob.key'),
+  };
+  await Promise.all([
+    writeFile(files.ca, pki.ca),
+    writeFile(files.aliceCert, pki.alice.certPem),
+    writeFile(files.aliceKey, pki.alice.keyPem, { mode: 0o600 }),
+    writeFile(files.bobCert, pki.bob.certPem),
+    writeFile(files.bobKey, pki.bob.keyPem, { mode: 0o600 }),
+  ]);
+  return { ...pki, files };
+}
+
+/** An RFC 8693 exchange at the STS over mTLS, as the certificate holder of `dispatcher`. Returns the token: never print it. */
+async function exchangeDirectly(sts: DevSts, dispatcher: Dispatcher, subjectToken: string): Promise<string> {
+  const res = await request(sts.tokenUrl, {
+    method: 'POST',
+    dispatcher,
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: subjectToken,
+      subject_token_type: TOKEN_TYPE_JWT,
+      audience: AUDIENCE,
+      client_id: CLIENT_ID,
+    }).toString(),
+  });
+  const body = (await res.body.json()) as { access_token?: unknown; error?: unknown };
+  if (res.statusCode !== 200 || typeof body.access_token !== 'string') {
+    throw new Error(`the demo's own exchange at the STS failed: HTTP ${res.statusCode} ${String(body.error)}`);
+  }
+  return body.access_token;
+}
+
+async function callUpstream(url: string, dispatcher: Dispatcher, token: string): Promise<{ status: number; text: string }> {
+  const res = await request(`${url}/orders/42`, { dispatcher, headers: { authorization: `Bearer ${token}` } });
+  return { status: res.statusCode, text: await res.body.text() };
+}
+
+function cnfFromUpstreamReply(text: string): Record<string, unknown> | undefined {
+  try {
+    const cnf = (JSON.parse(text) as { token?: { cnf?: unknown } }).token?.cnf;
+    return typeof cnf === 'object' && cnf !== null ? (cnf as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The preferred port when it is free, else any free port (the demo must start even when 1500x is taken). */

@@ -5,6 +5,8 @@
 import { runCommand } from './run.js';
 import { checkConfigCommand } from './check-config.js';
 import { demoCommand } from './demo.js';
+import { demoUpstreamCommand } from './demo-upstream.js';
+import { demoTokenIssuerCommand } from './demo-token-issuer.js';
 import { runDevStsCommand } from '../devsts/cli.js';
 import { VERSION } from '../version.js';
 
@@ -15,6 +17,8 @@ Usage:
   sts-sidecar check-config FILE       validate a config file and exit (0 = valid)
   sts-sidecar dev-sts [options]       run the reference STS for development
   sts-sidecar demo                    run the reference STS, a demo upstream and the sidecar together
+  sts-sidecar demo-upstream [options] run only the demo upstream (for the compose demo)
+  sts-sidecar demo-token-issuer [...] mint and rotate a projected-style token file (for the compose demo)
   sts-sidecar <command> --help        help for one command
   sts-sidecar --version
 `;
@@ -41,6 +45,10 @@ export async function main(argv: string[]): Promise<number> {
       return runDevStsCommand(rest);
     case 'demo':
       return demoCommand(rest);
+    case 'demo-upstream':
+      return demoUpstreamCommand(rest);
+    case 'demo-token-issuer':
+      return demoTokenIssuerCommand(rest);
     default:
       if (first.startsWith('-')) return runCommand(argv);
       process.stderr.write(`sts-sidecar: unknown command "${first}"\n\n${USAGE}`);

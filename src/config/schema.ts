@@ -149,7 +149,8 @@ const routeSchema = z
     host: nonEmpty.transform((h) => h.toLowerCase()).optional(),
     pathPrefix: z.string().startsWith('/', 'must start with "/"').default('/'),
     listen: listenAddress.optional(),
-    upstream: httpUrl,
+    /** Absent: a token-only route, served by tokenEndpoint / metadata and never proxied. */
+    upstream: httpUrl.optional(),
     audience: stringList.optional(),
     resource: stringList.optional(),
     scope: stringList.transform((s) => s.join(' ')).optional(),
@@ -175,6 +176,10 @@ const routeSchema = z
     intercept: z.boolean().default(false),
   })
   .superRefine((r, ctx) => {
+    if (!r.upstream) {
+      if (r.host || r.listen) ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'is required when the route has "host" or "listen"' });
+      return;
+    }
     if (!r.host && !r.listen) {
       ctx.addIssue({ code: 'custom', message: 'give "host" (shared proxy listener) or "listen" (dedicated port), or both' });
     }
@@ -205,6 +210,54 @@ const forwardSchema = z.strictObject({
   leafValiditySeconds: seconds(60).default(24 * 3600),
 });
 
+const routeName = nonEmpty;
+
+/** Issue 6: the local RFC 8693 endpoint for apps whose libraries ask a token endpoint themselves. */
+const tokenEndpointSchema = z.strictObject({
+  /** Loopback only (checked below): the endpoint hands out raw tokens. */
+  listen: listenAddress,
+  /**
+   * pod-token: the caller must present the sidecar's own subject token as subject_token;
+   * loopback: any caller that can reach the (loopback) listener is served.
+   */
+  callers: z.enum(['pod-token', 'loopback']).default('pod-token'),
+  /** Route for requests whose audience/resource/scope match no route. */
+  defaultRoute: routeName.optional(),
+});
+
+/** GCE metadata server emulation for google-auth-library, gcp-metadata and friends (GCE_METADATA_HOST). */
+const gceMetadataSchema = z.strictObject({
+  listen: listenAddress,
+  /** The route whose token .../service-accounts/default/token returns. */
+  route: routeName,
+  projectId: nonEmpty,
+  numericProjectId: z
+    .union([z.string().regex(/^\d+$/, 'must be digits'), z.number().int().nonnegative()])
+    .transform(String)
+    .optional(),
+  serviceAccountEmail: z.string().regex(/^[^@\s/]+@[^@\s/]+$/, 'must be an e-mail address'),
+  universeDomain: nonEmpty.default('googleapis.com'),
+});
+
+/** Azure IMDS managed-identity emulation for AZURE_POD_IDENTITY_AUTHORITY_HOST. */
+const azureMetadataSchema = z
+  .strictObject({
+    listen: listenAddress,
+    /** IMDS `resource` (e.g. https://vault.azure.net) -> route name. */
+    resources: z.record(nonEmpty, routeName).default({}),
+    /** Route for any other resource; without it an unknown resource is refused. */
+    defaultRoute: routeName.optional(),
+    /** When set, a request naming another client_id is refused (as IMDS does for an identity it lacks). */
+    clientId: nonEmpty.optional(),
+  })
+  .superRefine((a, ctx) => {
+    if (Object.keys(a.resources).length === 0 && a.defaultRoute === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['resources'], message: 'map at least one resource to a route, or give defaultRoute' });
+    }
+  });
+
+const metadataSchema = z.strictObject({ gce: gceMetadataSchema.optional(), azure: azureMetadataSchema.optional() });
+
 export const configSchema = z
   .strictObject({
     proxy: z.strictObject({ listen: listenAddress.default({ host: '127.0.0.1', port: 15001 }) }).prefault({}),
@@ -217,6 +270,8 @@ export const configSchema = z
     shutdown: z.strictObject({ drainSeconds: seconds(0).default(15) }).prefault({}),
     forward: forwardSchema.prefault({}),
     routes: z.array(routeSchema).min(1, 'configure at least one route'),
+    tokenEndpoint: tokenEndpointSchema.optional(),
+    metadata: metadataSchema.optional(),
   })
   // `when: () => true`: run even when a field already failed, so one check-config run
   // reports every problem. The value may then be partly unparsed, hence the guards.
@@ -284,6 +339,59 @@ function checkCrossReferences(c: Record<string, unknown>, ctx: z.RefinementCtx):
       listens.set(addressKey(listen), `routes[${i}].listen`);
     }
   });
+  checkEndpoints(c, ctx, names, listens);
+}
+
+/** Issue 6 endpoints: listeners stay local, route names exist, token-only routes are reachable. */
+function checkEndpoints(c: Record<string, unknown>, ctx: z.RefinementCtx, routeNames: ReadonlySet<string>, listens: Map<string, string>): void {
+  const token = c['tokenEndpoint'] as { listen?: unknown; defaultRoute?: unknown } | undefined;
+  const metadata = c['metadata'] as { gce?: Record<string, unknown>; azure?: Record<string, unknown> } | undefined;
+  const referenced = new Set<unknown>();
+  const checkRoute = (name: unknown, path: PropertyKey[]) => {
+    referenced.add(name);
+    if (typeof name === 'string' && !routeNames.has(name)) ctx.addIssue({ code: 'custom', path, message: `no route is named "${name}"` });
+  };
+  const checkListen = (listen: unknown, path: string[], allowLinkLocal: boolean) => {
+    if (!isAddress(listen)) return;
+    // These listeners hand out raw tokens: never to the network. 169.254.0.0/16 is link-local
+    // (never routed), where GCE and Azure put their metadata servers.
+    if (!isLoopbackHost(listen.host) && !(allowLinkLocal && isLinkLocalV4(listen.host))) {
+      const where = allowLinkLocal ? 'a loopback or 169.254.x.x link-local address' : 'a loopback address';
+      ctx.addIssue({ code: 'custom', path, message: `must be ${where}: this listener hands out tokens` });
+    }
+    if (listen.port === 0) return;
+    const other = listens.get(addressKey(listen));
+    if (other) ctx.addIssue({ code: 'custom', path, message: `is the same address as ${other}` });
+    listens.set(addressKey(listen), path.join('.'));
+  };
+  if (token) {
+    checkListen(token.listen, ['tokenEndpoint', 'listen'], false);
+    if (token.defaultRoute !== undefined) checkRoute(token.defaultRoute, ['tokenEndpoint', 'defaultRoute']);
+  }
+  const gce = metadata?.gce;
+  if (gce) {
+    checkListen(gce['listen'], ['metadata', 'gce', 'listen'], true);
+    checkRoute(gce['route'], ['metadata', 'gce', 'route']);
+  }
+  const azure = metadata?.azure;
+  if (azure) {
+    checkListen(azure['listen'], ['metadata', 'azure', 'listen'], true);
+    const resources = azure['resources'];
+    if (typeof resources === 'object' && resources !== null) {
+      for (const [resource, route] of Object.entries(resources)) checkRoute(route, ['metadata', 'azure', 'resources', resource]);
+    }
+    if (azure['defaultRoute'] !== undefined) checkRoute(azure['defaultRoute'], ['metadata', 'azure', 'defaultRoute']);
+  }
+  // A route without upstream only makes sense if something can hand its token out.
+  const routes = Array.isArray(c['routes']) ? (c['routes'] as Array<Record<string, unknown>>) : [];
+  routes.forEach((r, i) => {
+    if (typeof r !== 'object' || r === null || r['upstream'] !== undefined || token !== undefined || referenced.has(r['name'])) return;
+    ctx.addIssue({ code: 'custom', path: ['routes', i, 'upstream'], message: 'is required unless tokenEndpoint or metadata serves this route' });
+  });
+}
+
+function isLinkLocalV4(host: string): boolean {
+  return isIP(host) === 4 && host.startsWith('169.254.');
 }
 
 /**

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
 import type { JSONWebKeySet } from 'jose';
-import { startDevSts, type DevStsOptions, type StaticRule, type TrustedIssuer } from './server.js';
+import { startDevSts, type DevStsClient, type DevStsOptions, type StaticRule, type TrustedIssuer } from './server.js';
 
 export const DEV_STS_USAGE = `Usage: sts-sidecar dev-sts [options]
 
@@ -25,6 +25,21 @@ Options:
   --trust-jwks FILE|URL      the issuer's public keys: a JWKS JSON file or an http(s) URL
   --client ID:SECRET         register a client and require client authentication
                              (client_secret_basic or client_secret_post); repeatable
+  --tls-client ID:TYPE=VALUE register a tls_client_auth client (RFC 8705 2.1) whose
+                             certificate carries VALUE; TYPE is subject-dn, san-dns,
+                             san-uri, san-ip or san-email; repeatable; needs --tls-cert
+  --jwt-client ID:FILE       register a private_key_jwt client (RFC 7523 2.2) with the
+                             public JWKS in FILE; repeatable
+  --tls-cert FILE            serve HTTPS with this PEM certificate (chain allowed) and ask
+                             clients for a certificate: issued JWTs are bound to a verified
+                             one (cnf.x5t#S256, RFC 8705 3.1)
+  --tls-key FILE             the PEM private key of --tls-cert
+  --tls-ca FILE              PEM CA certificates client certificates must chain to
+                             (default: Node's built-in CAs)
+  --require-client-cert      refuse token requests without a verified client certificate
+                             (401 invalid_client, RFC 8705 2)
+  --cnf-encoding ENC         base64url (RFC 8705 3.1, default) or base64-padded (the
+                             padded standard base64 some STSs emit)
   -h, --help                 show this help
 `;
 
@@ -71,7 +86,10 @@ export async function runDevStsCommand(argv: string[], io: DevStsCommandIo = {})
     `dev STS listening on ${sts.url}\n` +
       `issuer: ${sts.issuer}\n` +
       `token endpoint: ${sts.tokenUrl}\n` +
-      `JWKS: ${sts.jwksUrl}\n`,
+      `JWKS: ${sts.jwksUrl}\n` +
+      (options.tls
+        ? `client certificates: ${options.tls.requireClientCert ? 'required' : 'requested'}; verified ones bind issued JWTs (cnf.x5t#S256)\n`
+        : ''),
   );
   await waitForStop(io.signal);
   await sts.close();
@@ -91,6 +109,13 @@ async function parseCommandLine(argv: string[]): Promise<DevStsOptions | 'help'>
       'trust-issuer': { type: 'string', multiple: true },
       'trust-jwks': { type: 'string', multiple: true },
       client: { type: 'string', multiple: true },
+      'tls-client': { type: 'string', multiple: true },
+      'jwt-client': { type: 'string', multiple: true },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'require-client-cert': { type: 'boolean' },
+      'cnf-encoding': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -104,8 +129,88 @@ async function parseCommandLine(argv: string[]): Promise<DevStsOptions | 'help'>
   if (values['token-lifetime'] !== undefined) options.tokenLifetimeSeconds = parseLifetime(values['token-lifetime']);
   if (values.static !== undefined) options.staticRules = values.static.map(parseStaticRule);
   options.trustedIssuers = await parseTrust(values['trust-issuer'] ?? [], values['trust-jwks'] ?? []);
-  if (values.client !== undefined) options.clients = parseClients(values.client);
+  const clients = [
+    ...parseClients(values.client ?? []),
+    ...(values['tls-client'] ?? []).map(parseTlsClient),
+    ...(await Promise.all((values['jwt-client'] ?? []).map(parseJwtClient))),
+  ];
+  const duplicate = clients.find((c, i) => clients.findIndex((d) => d.clientId === c.clientId) !== i);
+  if (duplicate !== undefined) throw new UsageError(`--client/--tls-client/--jwt-client: client id '${duplicate.clientId}' is given twice`);
+  if (clients.length > 0) options.clients = clients;
+  await parseTls(values, options);
   return options;
+}
+
+interface TlsFlags {
+  'tls-cert'?: string | undefined;
+  'tls-key'?: string | undefined;
+  'tls-ca'?: string | undefined;
+  'require-client-cert'?: boolean | undefined;
+  'cnf-encoding'?: string | undefined;
+  'tls-client'?: string[] | undefined;
+}
+
+async function parseTls(values: TlsFlags, options: DevStsOptions): Promise<void> {
+  const cert = values['tls-cert'];
+  const key = values['tls-key'];
+  if (cert === undefined) {
+    for (const flag of ['tls-key', 'tls-ca', 'require-client-cert', 'tls-client'] as const) {
+      if (values[flag] !== undefined) throw new UsageError(`--${flag}: needs --tls-cert (the HTTPS listener)`);
+    }
+  } else {
+    if (key === undefined) throw new UsageError('--tls-key: required with --tls-cert');
+    const ca = values['tls-ca'];
+    options.tls = {
+      cert: await readPemFile('--tls-cert', cert),
+      key: await readPemFile('--tls-key', key),
+      ...(ca !== undefined ? { ca: await readPemFile('--tls-ca', ca) } : {}),
+      requireClientCert: values['require-client-cert'] ?? false,
+    };
+  }
+  const encoding = values['cnf-encoding'];
+  if (encoding !== undefined) {
+    if (encoding !== 'base64url' && encoding !== 'base64-padded') {
+      throw new UsageError(`--cnf-encoding: expected base64url or base64-padded, got '${encoding}'`);
+    }
+    options.cnfEncoding = encoding;
+  }
+}
+
+async function readPemFile(flag: string, path: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${flag}: cannot read '${path}' (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  // The content may be a private key: say what is wrong, never show it.
+  if (!text.includes('-----BEGIN ')) throw new UsageError(`${flag}: '${path}' is not a PEM file`);
+  return text;
+}
+
+const TLS_CLIENT_TYPES = {
+  'subject-dn': 'tlsClientAuthSubjectDn',
+  'san-dns': 'tlsClientAuthSanDns',
+  'san-uri': 'tlsClientAuthSanUri',
+  'san-ip': 'tlsClientAuthSanIp',
+  'san-email': 'tlsClientAuthSanEmail',
+} as const;
+
+function parseTlsClient(value: string): DevStsClient {
+  const colon = value.indexOf(':');
+  const eq = value.indexOf('=', colon + 1);
+  const type = value.slice(colon + 1, eq);
+  if (colon <= 0 || eq < 0 || eq === value.length - 1 || !Object.hasOwn(TLS_CLIENT_TYPES, type)) {
+    throw new UsageError(`--tls-client: expected ID:TYPE=VALUE with TYPE one of ${Object.keys(TLS_CLIENT_TYPES).join(', ')}`);
+  }
+  const field = TLS_CLIENT_TYPES[type as keyof typeof TLS_CLIENT_TYPES];
+  return { clientId: value.slice(0, colon), [field]: value.slice(eq + 1) };
+}
+
+async function parseJwtClient(value: string): Promise<DevStsClient> {
+  const colon = value.indexOf(':');
+  if (colon <= 0 || colon === value.length - 1) throw new UsageError('--jwt-client: expected ID:FILE with both parts non-empty');
+  return { clientId: value.slice(0, colon), jwks: await readJwksFile(value.slice(colon + 1), '--jwt-client') };
 }
 
 function parseListen(value: string): { host: string; port: number } {
@@ -134,7 +239,7 @@ function parseStaticRule(value: string): StaticRule {
   return { subjectToken: value.slice(0, eq), issuedToken: value.slice(eq + 1), lifetimeSeconds: 60 };
 }
 
-function parseClients(values: string[]): { clientId: string; clientSecret: string }[] {
+function parseClients(values: string[]): DevStsClient[] {
   const seen = new Set<string>();
   return values.map((value) => {
     const colon = value.indexOf(':');
@@ -168,25 +273,25 @@ async function parseTrust(issuers: string[], jwksSources: string[]): Promise<Tru
   return trusted;
 }
 
-async function readJwksFile(path: string): Promise<JSONWebKeySet> {
+async function readJwksFile(path: string, flag = '--trust-jwks'): Promise<JSONWebKeySet> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new UsageError(`--trust-jwks: cannot read '${path}' (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new UsageError(`${flag}: cannot read '${path}' (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new UsageError(`--trust-jwks: '${path}' is not valid JSON`);
+    throw new UsageError(`${flag}: '${path}' is not valid JSON`);
   }
   const keys = (parsed as { keys?: unknown } | null)?.keys;
   if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'object' && k !== null)) {
-    throw new UsageError(`--trust-jwks: '${path}' is not a JWKS (expected {"keys": [...]} with at least one key)`);
+    throw new UsageError(`${flag}: '${path}' is not a JWKS (expected {"keys": [...]} with at least one key)`);
   }
   if (keys.some((k: Record<string, unknown>) => 'd' in k)) {
-    throw new UsageError(`--trust-jwks: '${path}' contains a private key; give the public JWKS only`);
+    throw new UsageError(`${flag}: '${path}' contains a private key; give the public JWKS only`);
   }
   return parsed as JSONWebKeySet;
 }

@@ -3,9 +3,6 @@
  * place so the parser, the decision logic and the tests agree on exact spellings.
  */
 
-/** RFC 8693 section 2.1: the only grant type the token endpoint accepts. */
-export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-
 /** RFC 8693 section 3: token type identifiers. */
 export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';

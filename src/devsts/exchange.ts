@@ -10,7 +10,7 @@ import { JWT_BEARING_TOKEN_TYPES, TOKEN_TYPE_ACCESS_TOKEN, type IssuableTokenTyp
 import type { AuthenticatedClient } from './client-auth.js';
 import type { ExchangeRequest } from './exchange-request.js';
 import { TokenRejectedError, looksLikeJwt, type JwtVerifier, type TokenRole } from './jwt-verifier.js';
-import { OAuthError } from './oauth-error.js';
+import { OAuthError } from '../oauth/oauth-error.js';
 import type { TokenSigner } from './token-signer.js';
 
 export interface StaticRule {
@@ -23,8 +23,8 @@ export interface StaticRule {
 }
 
 /**
- * RFC 8705 section 3.1 confirmation, the seam for a later mTLS listener: it hashes
- * the TLS peer certificate and passes it here so the JWT carries `cnf`.
+ * RFC 8705 section 3.1 confirmation: the mTLS listener (server.ts) hashes the
+ * verified TLS client certificate and passes it here so the JWT carries `cnf`.
  */
 export interface Confirmation {
   readonly 'x5t#S256': string;

@@ -15,7 +15,7 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
-import { quoteForDescription } from './oauth-error.js';
+import { quoteForDescription } from '../oauth/oauth-error.js';
 
 interface TrustedIssuerBase {
   issuer: string;

@@ -2,9 +2,11 @@
  * Dev STS options: the public shape, and its validation into a frozen, fully
  * defaulted value once at start (a mistake fails `startDevSts`, not a request).
  */
-import type { JWK } from 'jose';
+import { createSecureContext } from 'node:tls';
+import type { JSONWebKeySet, JWK } from 'jose';
 import type { Logger } from 'pino';
 import { ConfigError } from '../errors.js';
+import { isValidIdentityValue, type CertificateIdentityKind } from './certificate-identity.js';
 import type { RegisteredClient } from './client-auth.js';
 import { DEFAULT_STATIC_LIFETIME_SECONDS, type RejectedTokenError, type StaticRule } from './exchange.js';
 import type { TrustedIssuer } from './jwt-verifier.js';
@@ -22,8 +24,23 @@ export interface DevStsOptions {
   staticRules?: StaticRule[];
   /** Issuers whose JWTs are accepted as subject and actor tokens. */
   trustedIssuers?: TrustedIssuer[];
-  /** If non-empty, client authentication is required (client_secret_basic or client_secret_post). */
-  clients?: { clientId: string; clientSecret: string }[];
+  /** If non-empty, client authentication is required; each client is registered for one method. */
+  clients?: DevStsClient[];
+  /**
+   * Serve HTTPS and ask for a client certificate (PEM strings). A client certificate
+   * that verifies against `ca` (Node's default CAs when absent) binds issued JWTs to
+   * it (`cnf.x5t#S256`, RFC 8705 section 3.1) and can authenticate tls_client_auth
+   * clients; one that does not verify is refused with invalid_client, never bound.
+   */
+  tls?: DevStsTlsOptions;
+  /**
+   * How `cnf.x5t#S256` is written. RFC 8705 section 3.1 mandates base64url without
+   * padding (the default); 'base64-padded' emits standard base64 with padding, as the
+   * seed's sample STS does, so that tolerant verifiers can be tested against it.
+   */
+  cnfEncoding?: CnfEncoding;
+  /** Upper bound on a private_key_jwt assertion's remaining lifetime (exp - now); default 300. */
+  maxClientAssertionLifetimeSeconds?: number;
   /** Default: a fresh ES256 key generated at start. */
   signingKey?: { privateJwk: JWK };
   /** Default 64 KiB; larger bodies get 413 invalid_request. */
@@ -32,6 +49,40 @@ export interface DevStsOptions {
   rejectedTokenError?: RejectedTokenError;
   /** Never receives subject tokens, issued tokens, secrets or Authorization headers. */
   logger?: Logger;
+}
+
+export interface DevStsTlsOptions {
+  /** PEM server certificate (chain allowed). */
+  cert: string;
+  /** PEM private key of `cert`. */
+  key: string;
+  /** PEM trust anchors for client certificates. */
+  ca?: string;
+  /**
+   * Refuse token requests without a verified client certificate: 401 invalid_client,
+   * as RFC 8705 section 2 prescribes when the expected certificate is missing.
+   */
+  requireClientCert?: boolean;
+}
+
+export type CnfEncoding = 'base64url' | 'base64-padded';
+
+/**
+ * A registered client (RFC 7591 metadata, camelCased): `clientSecret` for
+ * client_secret_basic/post, exactly one `tlsClientAuth*` value for tls_client_auth
+ * (RFC 8705 section 2.1.2), or `jwks` for private_key_jwt (RFC 7523 section 2.2).
+ */
+export interface DevStsClient {
+  clientId: string;
+  clientSecret?: string;
+  /** RFC 4514 form, most specific first, e.g. `CN=alice,O=Demo`. */
+  tlsClientAuthSubjectDn?: string;
+  tlsClientAuthSanDns?: string;
+  tlsClientAuthSanUri?: string;
+  tlsClientAuthSanIp?: string;
+  tlsClientAuthSanEmail?: string;
+  /** Public keys of the client's assertion signing keys. */
+  jwks?: JSONWebKeySet;
 }
 
 export interface ResolvedDevStsOptions {
@@ -45,6 +96,9 @@ export interface ResolvedDevStsOptions {
   readonly signingJwk: JWK | undefined;
   readonly maxBodyBytes: number;
   readonly rejectedTokenError: RejectedTokenError;
+  readonly tls: Readonly<Required<Omit<DevStsTlsOptions, 'ca'>> & { ca: string | undefined }> | undefined;
+  readonly cnfEncoding: CnfEncoding;
+  readonly maxClientAssertionLifetimeSeconds: number;
   readonly logger: Logger | undefined;
 }
 
@@ -55,6 +109,7 @@ export const DEFAULT_STATIC_RULES: readonly StaticRule[] = Object.freeze([
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 export const DEFAULT_TOKEN_LIFETIME_SECONDS = 3600;
+export const DEFAULT_MAX_CLIENT_ASSERTION_LIFETIME_SECONDS = 300;
 
 export function resolveOptions(opts: DevStsOptions = {}): ResolvedDevStsOptions {
   const port = opts.port ?? 0;
@@ -67,6 +122,16 @@ export function resolveOptions(opts: DevStsOptions = {}): ResolvedDevStsOptions 
   check(isPositiveInteger(maxBodyBytes), 'maxBodyBytes', 'must be a positive integer');
   const rejectedTokenError = opts.rejectedTokenError ?? 'invalid_grant';
   check(['invalid_grant', 'invalid_request'].includes(rejectedTokenError), 'rejectedTokenError', "must be 'invalid_grant' or 'invalid_request'");
+  const cnfEncoding = opts.cnfEncoding ?? 'base64url';
+  check(['base64url', 'base64-padded'].includes(cnfEncoding), 'cnfEncoding', "must be 'base64url' or 'base64-padded'");
+  const maxClientAssertionLifetimeSeconds = opts.maxClientAssertionLifetimeSeconds ?? DEFAULT_MAX_CLIENT_ASSERTION_LIFETIME_SECONDS;
+  check(isPositiveInteger(maxClientAssertionLifetimeSeconds), 'maxClientAssertionLifetimeSeconds', 'must be a positive integer');
+  const tls = opts.tls === undefined ? undefined : resolveTls(opts.tls);
+  const clients = resolveClients(opts.clients ?? []);
+  if (tls === undefined) {
+    const index = clients.findIndex((c) => c.method === 'tls_client_auth');
+    check(index < 0, `clients[${index}]`, 'uses tls_client_auth, which needs the tls option (an HTTPS listener)');
+  }
 
   return Object.freeze({
     host: opts.host ?? '127.0.0.1',
@@ -75,10 +140,13 @@ export function resolveOptions(opts: DevStsOptions = {}): ResolvedDevStsOptions 
     tokenLifetimeSeconds,
     staticRules: Object.freeze((opts.staticRules ?? DEFAULT_STATIC_RULES).map(resolveStaticRule)),
     trustedIssuers: Object.freeze(resolveTrustedIssuers(opts.trustedIssuers ?? [])),
-    clients: Object.freeze(resolveClients(opts.clients ?? [])),
+    clients: Object.freeze(clients),
     signingJwk: opts.signingKey?.privateJwk,
     maxBodyBytes,
     rejectedTokenError,
+    tls,
+    cnfEncoding,
+    maxClientAssertionLifetimeSeconds,
     logger: opts.logger,
   });
 }
@@ -110,16 +178,56 @@ function resolveTrustedIssuers(issuers: TrustedIssuer[]): TrustedIssuer[] {
   });
 }
 
-function resolveClients(clients: { clientId: string; clientSecret: string }[]): RegisteredClient[] {
+const TLS_CLIENT_AUTH_FIELDS: ReadonlyArray<[keyof DevStsClient, CertificateIdentityKind]> = [
+  ['tlsClientAuthSubjectDn', 'subject_dn'],
+  ['tlsClientAuthSanDns', 'san_dns'],
+  ['tlsClientAuthSanUri', 'san_uri'],
+  ['tlsClientAuthSanIp', 'san_ip'],
+  ['tlsClientAuthSanEmail', 'san_email'],
+];
+
+function resolveClients(clients: DevStsClient[]): RegisteredClient[] {
   const seen = new Set<string>();
   return clients.map((client, i) => {
     const path = `clients[${i}]`;
     check(typeof client.clientId === 'string' && client.clientId !== '', `${path}.clientId`, 'must be a non-empty string');
     check(!seen.has(client.clientId), `${path}.clientId`, 'is listed twice');
     seen.add(client.clientId);
-    check(typeof client.clientSecret === 'string' && client.clientSecret !== '', `${path}.clientSecret`, 'must be a non-empty string');
-    return Object.freeze({ clientId: client.clientId, clientSecret: client.clientSecret });
+    const tlsFields = TLS_CLIENT_AUTH_FIELDS.filter(([field]) => client[field] !== undefined);
+    const methods = [client.clientSecret !== undefined, tlsFields.length > 0, client.jwks !== undefined].filter(Boolean).length;
+    // RFC 8705 section 2.1.2: exactly one tls_client_auth value; RFC 7591: one auth method per client.
+    check(methods === 1 && tlsFields.length <= 1, path, 'needs exactly one of clientSecret, one tlsClientAuth* value, or jwks');
+    if (client.clientSecret !== undefined) {
+      check(typeof client.clientSecret === 'string' && client.clientSecret !== '', `${path}.clientSecret`, 'must be a non-empty string');
+      return Object.freeze({ clientId: client.clientId, method: 'client_secret', clientSecret: client.clientSecret });
+    }
+    const [tlsField] = tlsFields;
+    if (tlsField !== undefined) {
+      const [field, kind] = tlsField;
+      const value = client[field];
+      check(typeof value === 'string' && isValidIdentityValue(kind, value), `${path}.${field}`, kind === 'san_ip' ? 'must be an IP address' : kind === 'subject_dn' ? 'must be an RFC 4514 DN such as CN=alice,O=Demo' : 'must be a non-empty string');
+      return Object.freeze({ clientId: client.clientId, method: 'tls_client_auth', expected: Object.freeze({ kind, value }) });
+    }
+    const keys = client.jwks?.keys;
+    check(Array.isArray(keys) && keys.length > 0, `${path}.jwks.keys`, 'must be a non-empty array');
+    check(keys.every((k) => typeof k === 'object' && k !== null && !('d' in k)), `${path}.jwks.keys`, 'must hold public keys only');
+    return Object.freeze({ clientId: client.clientId, method: 'private_key_jwt', jwks: client.jwks! });
   });
+}
+
+function resolveTls(tls: DevStsTlsOptions): NonNullable<ResolvedDevStsOptions['tls']> {
+  check(typeof tls.cert === 'string' && tls.cert.includes('-----BEGIN'), 'tls.cert', 'must be a PEM certificate');
+  check(typeof tls.key === 'string' && tls.key.includes('-----BEGIN'), 'tls.key', 'must be a PEM private key');
+  if (tls.ca !== undefined) check(typeof tls.ca === 'string' && tls.ca.includes('-----BEGIN'), 'tls.ca', 'must be PEM certificates');
+  try {
+    // Loads and cross-checks cert and key now, so a mistake fails start-up, not the first handshake.
+    createSecureContext({ cert: tls.cert, key: tls.key, ...(tls.ca !== undefined ? { ca: tls.ca } : {}) });
+  } catch (err) {
+    // OpenSSL's reason (e.g. "key values mismatch") names no key material.
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new ConfigError('devSts.tls', `cannot load the certificate, key or CA: ${reason}`, { cause: err });
+  }
+  return Object.freeze({ cert: tls.cert, key: tls.key, ca: tls.ca, requireClientCert: tls.requireClientCert ?? false });
 }
 
 function check(ok: boolean, path: string, problem: string): asserts ok {

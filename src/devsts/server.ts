@@ -1,22 +1,26 @@
 /**
- * The dev STS over plain HTTP (node:http, no framework): routes, RFC 6749 response
- * framing, live counters and shutdown. It speaks the protocol only; the decisions
- * are in exchange.ts, parsing in request-parsing.ts and exchange-request.ts.
+ * The dev STS over HTTP, or HTTPS asking for client certificates (node:http and
+ * node:https, no framework): routes, RFC 6749 response framing, live counters and
+ * shutdown. It speaks the protocol only; the decisions are in exchange.ts and
+ * client-auth.ts, parsing in request-parsing.ts and exchange-request.ts.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
-import { authenticateClient } from './client-auth.js';
+import { certificateThumbprint } from '../tls/thumbprint.js';
+import { createClientAuthenticator, type ClientAuthenticator } from './client-auth.js';
 import { createExchanger, type Confirmation, type Exchanger, type IssuedToken } from './exchange.js';
 import { parseExchangeRequest } from './exchange-request.js';
 import { createJwtVerifier } from './jwt-verifier.js';
-import { OAuthError } from './oauth-error.js';
-import { resolveOptions, type DevStsOptions, type ResolvedDevStsOptions } from './options.js';
-import { readTokenParams } from './request-parsing.js';
+import { invalidClient, OAuthError } from '../oauth/oauth-error.js';
+import { resolveOptions, type CnfEncoding, type DevStsOptions, type ResolvedDevStsOptions } from './options.js';
+import { NO_PEER_CERTIFICATE, peerCertificateOf, type PeerCertificate } from './peer-certificate.js';
+import { readTokenParams } from '../oauth/request-parsing.js';
 import { createTokenSigner } from './token-signer.js';
 
-export type { DevStsOptions } from './options.js';
+export type { CnfEncoding, DevStsClient, DevStsOptions, DevStsTlsOptions } from './options.js';
 export type { StaticRule } from './exchange.js';
 export type { TrustedIssuer } from './jwt-verifier.js';
 
@@ -30,7 +34,7 @@ export interface DevStsStats {
 }
 
 export interface DevSts {
-  /** Base URL, e.g. http://127.0.0.1:PORT. */
+  /** Base URL, e.g. http://127.0.0.1:PORT (https:// with the tls option). */
   readonly url: string;
   readonly tokenUrl: string;
   readonly jwksUrl: string;
@@ -55,10 +59,27 @@ export async function startDevSts(opts: DevStsOptions = {}): Promise<DevSts> {
   const signer = await createTokenSigner(options.signingJwk);
   const verifier = createJwtVerifier(options.trustedIssuers);
 
-  const server = createServer();
+  const tls = options.tls;
+  const server = tls
+    ? createHttpsServer({
+        cert: tls.cert,
+        key: tls.key,
+        ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+        // Ask for a certificate but decide in peer-certificate.ts, so a client without
+        // one (or with an untrusted one) gets an RFC 6749 section 5.2 error, not a TLS alert.
+        requestCert: true,
+        rejectUnauthorized: false,
+      })
+    : createServer();
   await listen(server, options.host, options.port);
-  const url = baseUrl(server.address() as AddressInfo);
+  const url = baseUrl(server.address() as AddressInfo, tls ? 'https' : 'http');
   const issuer = options.issuer ?? url;
+  const authenticator = createClientAuthenticator({
+    clients: options.clients,
+    // RFC 7523 section 3 item 3: the issuer or the token endpoint URL identifies this server.
+    assertionAudiences: [...new Set([issuer, url, ...[...TOKEN_PATHS].map((p) => `${url}${p}`)])],
+    maxAssertionLifetimeSeconds: options.maxClientAssertionLifetimeSeconds,
+  });
   const exchanger = createExchanger({
     issuer,
     staticRules: options.staticRules,
@@ -69,7 +90,14 @@ export async function startDevSts(opts: DevStsOptions = {}): Promise<DevSts> {
   });
   const counters = { tokenRequests: 0, exchangesIssued: 0, errors: 0 };
   const log = options.logger?.child({ component: 'dev-sts' });
-  const handlerDeps: TokenHandlerDeps = { options, exchanger, counters, log };
+  const handlerDeps: TokenHandlerDeps = {
+    options,
+    exchanger,
+    authenticator,
+    counters,
+    log,
+    ...(tls ? { peerCertificateFor: peerCertificateOf } : {}),
+  };
 
   // Attached after listen() resolved: the continuation runs as a microtask of the
   // 'listening' callback, before any connection can be processed, so none is missed.
@@ -93,7 +121,16 @@ export async function startDevSts(opts: DevStsOptions = {}): Promise<DevSts> {
       return counters.errors;
     },
   });
-  log?.info({ url, issuer, kid: signer.kid, trustedIssuers: options.trustedIssuers.map((t) => t.issuer) }, 'dev STS listening');
+  log?.info(
+    {
+      url,
+      issuer,
+      kid: signer.kid,
+      trustedIssuers: options.trustedIssuers.map((t) => t.issuer),
+      ...(tls ? { requireClientCert: tls.requireClientCert, cnfEncoding: options.cnfEncoding } : {}),
+    },
+    'dev STS listening',
+  );
 
   return Object.freeze({
     url,
@@ -116,13 +153,11 @@ export async function startDevSts(opts: DevStsOptions = {}): Promise<DevSts> {
 interface TokenHandlerDeps {
   readonly options: ResolvedDevStsOptions;
   readonly exchanger: Exchanger;
+  readonly authenticator: ClientAuthenticator;
   readonly counters: { tokenRequests: number; exchangesIssued: number; errors: number };
   readonly log: Logger | undefined;
-  /**
-   * Seam for the later mTLS listener: it will hash the TLS peer certificate into
-   * `x5t#S256` (RFC 8705 section 3.1) so issued JWTs carry `cnf`. Unset on plain HTTP.
-   */
-  readonly confirmationFor?: (req: IncomingMessage) => Confirmation | undefined;
+  /** The TLS client certificate of a request; unset on plain HTTP. */
+  readonly peerCertificateFor?: (req: IncomingMessage) => PeerCertificate;
 }
 
 async function route(req: IncomingMessage, res: ServerResponse, deps: TokenHandlerDeps, jwks: JSONWebKeySet): Promise<void> {
@@ -141,7 +176,7 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: TokenHandl
 
 /** RFC 8693 section 2: one POST in, one token (or an RFC 6749 section 5.2 error) out. */
 async function handleToken(req: IncomingMessage, res: ServerResponse, path: string, deps: TokenHandlerDeps): Promise<void> {
-  const { options, exchanger, counters, log } = deps;
+  const { options, exchanger, authenticator, counters, log } = deps;
   counters.tokenRequests++;
   try {
     if (req.method !== 'POST') {
@@ -152,14 +187,27 @@ async function handleToken(req: IncomingMessage, res: ServerResponse, path: stri
       });
     }
     const params = await readTokenParams(req, options.maxBodyBytes);
-    const client = authenticateClient(req.headers.authorization, params, options.clients);
+    const peer = deps.peerCertificateFor?.(req) ?? NO_PEER_CERTIFICATE;
+    checkPeerCertificate(peer, options.tls?.requireClientCert ?? false);
+    const client = await authenticator.authenticate({ authorization: req.headers.authorization, params, peer });
     const request = parseExchangeRequest(params);
-    const issued = await exchanger.exchange(request, { client, confirmation: deps.confirmationFor?.(req) });
+    const confirmation = peer.state === 'verified' ? confirmationOf(peer.certificate.raw, options.cnfEncoding) : undefined;
+    const issued = await exchanger.exchange(request, { client, confirmation });
     counters.exchangesIssued++;
     sendJson(res, 200, tokenResponseBody(issued), NO_STORE);
     // Identity and types only: never the subject token, the issued token or credentials.
     log?.info(
-      { path, status: 200, kind: issued.kind, sub: issued.subject, clientId: client?.clientId, issuedTokenType: issued.issuedTokenType },
+      {
+        path,
+        status: 200,
+        kind: issued.kind,
+        sub: issued.subject,
+        clientId: client?.clientId,
+        clientAuth: client?.method,
+        issuedTokenType: issued.issuedTokenType,
+        // The thumbprint names a public certificate: safe to log, and what an operator needs.
+        ...(confirmation && issued.kind === 'jwt' ? { x5tS256: confirmation['x5t#S256'] } : {}),
+      },
       'token issued',
     );
   } catch (err) {
@@ -172,6 +220,31 @@ async function handleToken(req: IncomingMessage, res: ServerResponse, path: stri
     sendJson(res, oauthError.status, oauthError.toJSON(), headers);
     log?.info({ path, status: oauthError.status, error: oauthError.error, description: oauthError.message }, 'token request refused');
   }
+}
+
+/**
+ * A certificate that does not verify is never bound to a token nor used to
+ * authenticate; it is refused outright rather than silently ignored, so that a
+ * client holding the wrong CA's certificate finds out at the STS and not at every
+ * upstream. RFC 8705 section 2: a missing or mismatched certificate is invalid_client.
+ */
+function checkPeerCertificate(peer: PeerCertificate, required: boolean): void {
+  if (peer.state === 'unverified') {
+    throw invalidClient(`the client certificate does not verify against the trusted CA (${peer.reason})`);
+  }
+  if (peer.state === 'absent' && required) {
+    throw invalidClient('a client certificate is required on this token endpoint (RFC 8705 section 2)');
+  }
+}
+
+/**
+ * RFC 8705 section 3.1: base64url SHA-256 of the DER certificate without padding;
+ * 'base64-padded' reproduces the non-conformant form some STSs (the seed's) emit.
+ */
+function confirmationOf(der: Buffer, encoding: CnfEncoding): Confirmation {
+  const thumbprint = certificateThumbprint(der);
+  const value = encoding === 'base64url' ? thumbprint : Buffer.from(thumbprint, 'base64url').toString('base64');
+  return Object.freeze({ 'x5t#S256': value });
 }
 
 /** RFC 8693 section 2.2.1 response; `scope` only when the client asked for one. */
@@ -211,7 +284,7 @@ function pathOf(rawUrl: string | undefined): string {
   return end < 0 ? url : url.slice(0, end);
 }
 
-function listen(server: Server, host: string, port: number): Promise<void> {
+function listen(server: NetServer, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -221,9 +294,9 @@ function listen(server: Server, host: string, port: number): Promise<void> {
   });
 }
 
-function baseUrl(address: AddressInfo): string {
+function baseUrl(address: AddressInfo, scheme: 'http' | 'https'): string {
   const host = address.address.includes(':') ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
+  return `${scheme}://${host}:${address.port}`;
 }
 
 function errorName(err: unknown): string {

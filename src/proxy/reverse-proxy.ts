@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { RouteNotFoundError, SidecarError, TokenUnavailableError } from '../errors.js';
-import type { TokenProvider } from '../cache/token-provider.js';
+import type { CachedToken, TokenProvider } from '../cache/token-provider.js';
 import type { IssuedToken } from '../sts/exchange-response.js';
 import type { Logger } from '../log/logger.js';
 import type { LogThrottle } from '../log/throttle.js';
@@ -120,7 +120,7 @@ class ProxiedRequest implements Dispatcher.DispatchHandler {
   readonly #ctx: ProxyContext;
   readonly #started = performance.now();
   #controller: Dispatcher.DispatchController | undefined;
-  #token: IssuedToken | undefined;
+  #token: CachedToken | undefined;
   #attempt = 0;
   #mayRetry401 = false;
   #discard = false;
@@ -157,7 +157,7 @@ class ProxiedRequest implements Dispatcher.DispatchHandler {
     );
   }
 
-  forward(token: IssuedToken | undefined): void {
+  forward(token: CachedToken | undefined): void {
     const res = this.#res;
     if (res.destroyed) return; // the app went away while we waited for a token
     const route = this.#route;
@@ -175,7 +175,8 @@ class ProxiedRequest implements Dispatcher.DispatchHandler {
     this.#token = token;
     this.#mayRetry401 = token !== undefined && this.#attempt === 0 && !withBody && IDEMPOTENT.has(method);
     this.#discard = false;
-    upstream.pool.dispatch(
+    // A certificate-bound token travels on connections presenting its certificate (RFC 8705 3).
+    upstream.poolFor(token?.identity).dispatch(
       {
         origin: upstream.origin,
         path: upstream.target(req.url ?? '/'),

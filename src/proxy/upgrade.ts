@@ -7,6 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import type { CachedToken } from '../cache/token-provider.js';
 import { RouteNotFoundError, SidecarError, TokenUnavailableError } from '../errors.js';
 import { forwardRequestHeaders } from './headers.js';
 import { sendErrorOnSocket, upstreamError } from './respond.js';
@@ -23,7 +24,7 @@ export function createUpgradeHandler(resolve: (req: IncomingMessage) => ProxyRou
       return;
     }
     ctx.tokens.getToken(route.name).then(
-      (token) => splice(route, req, socket, head, credentialFor(route, token), ctx),
+      (token) => splice(route, req, socket, head, token, ctx),
       (err: unknown) => {
         const e = err instanceof SidecarError ? err : new TokenUnavailableError(route.name, err);
         warnThrottled(ctx, route.name, e, 'upgrade refused');
@@ -33,9 +34,10 @@ export function createUpgradeHandler(resolve: (req: IncomingMessage) => ProxyRou
   };
 }
 
-function splice(route: ProxyRoute, req: IncomingMessage, client: Duplex, head: Buffer, credential: string, ctx: ProxyContext): void {
+function splice(route: ProxyRoute, req: IncomingMessage, client: Duplex, head: Buffer, token: CachedToken, ctx: ProxyContext): void {
   if (client.destroyed) return;
-  const { url, tls } = route.upstream;
+  const credential = credentialFor(route, token);
+  const { url } = route.upstream;
   const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
   const hostname = url.hostname.replace(/^\[|\]$/g, '');
   let upstream: Socket;
@@ -55,7 +57,8 @@ function splice(route: ProxyRoute, req: IncomingMessage, client: Duplex, head: B
       host: hostname,
       port,
       ...(isIP(hostname) ? {} : { servername: hostname }),
-      ...tls,
+      // The certificate the token is bound to (RFC 8705 3), like the pooled requests.
+      ...route.upstream.connectOptions(token.identity),
       ALPNProtocols: ['http/1.1'],
     }, onConnected);
   } else {

@@ -3,6 +3,9 @@
  * and errors mapped onto stable codes. It knows nothing of inbound HTTP or caching.
  */
 import { Agent, request, type Dispatcher } from 'undici';
+import { clientConnectOptions, type PeerTlsSettings } from '../tls/client-tls.js';
+import type { IdentityGeneration } from '../tls/identity.js';
+import { PerIdentity } from '../tls/per-identity.js';
 import { StsError } from '../errors.js';
 import type { ClientAuth } from './client-auth.js';
 import { encodeTokenRequest, type ExchangeParams, type JsonFieldNames, type RequestEncoding } from './exchange-request.js';
@@ -15,26 +18,32 @@ export interface StsClientOptions {
   readonly clientAuth: ClientAuth;
   readonly timeoutMs: number;
   readonly maxResponseBytes: number;
-  /** PEM trust anchors for the STS (added to nothing: when given, only these are trusted). */
-  readonly ca?: string | undefined;
-  /** Supplied by the caller when the transport is owned elsewhere (e.g. mTLS identity rotation). */
-  readonly dispatcher?: Dispatcher;
+  /** Trust (when given, only these CAs), SNI name, and whether to present the workload certificate. */
+  readonly tls?: Partial<PeerTlsSettings>;
+  /** How long a superseded identity's connections stay usable after a rotation. */
+  readonly rotationGraceMs?: number;
 }
 
 export interface StsClient {
-  exchange(params: ExchangeParams): Promise<IssuedToken>;
+  /**
+   * One exchange. With an identity, the request travels on a connection presenting that
+   * generation's certificate (mTLS, RFC 8705 2 and 3), so the STS binds the token to it.
+   */
+  exchange(params: ExchangeParams, identity?: IdentityGeneration): Promise<IssuedToken>;
   close(): Promise<void>;
 }
 
 export function createStsClient(options: StsClientOptions): StsClient {
-  const ownDispatcher = options.dispatcher
-    ? undefined
-    : new Agent({ connect: options.ca ? { ca: options.ca } : {}, keepAliveTimeout: 30_000, connections: 4 });
-  const dispatcher = options.dispatcher ?? ownDispatcher!;
+  const peer: PeerTlsSettings = { clientCertificate: true, ...options.tls };
+  const agents = new PerIdentity(
+    (identity) => new Agent({ connect: clientConnectOptions(identity, peer), keepAliveTimeout: 30_000, connections: 4 }),
+    options.rotationGraceMs ?? options.timeoutMs + 5_000,
+  );
   const target = options.url.href;
   const where = `${options.url.origin}${options.url.pathname}`;
 
-  async function exchange(params: ExchangeParams): Promise<IssuedToken> {
+  async function exchange(params: ExchangeParams, identity?: IdentityGeneration): Promise<IssuedToken> {
+    const dispatcher = agents.get(identity);
     const { headers, body } = await encodeTokenRequest(params, options.encoding, options.clientAuth, options.jsonFieldNames);
     const requestedAt = Date.now();
     // One deadline for connect, headers and body: an STS that never answers must not hold a key's refresh forever.
@@ -52,7 +61,7 @@ export function createStsClient(options: StsClientOptions): StsClient {
   return {
     exchange,
     async close() {
-      await ownDispatcher?.close();
+      await agents.close();
     },
   };
 }

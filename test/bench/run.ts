@@ -7,12 +7,19 @@
  * Knobs (env): BENCH_WARMUP_MS (1000), BENCH_DURATION_MS (4000), BENCH_CONNECTIONS (32),
  * BENCH_EXEC_ARGV_<ROLE> extra node flags for a child (see children.ts).
  *
- * Adding a case (e.g. the mTLS row): start the servers it needs (the upstream child takes
- * `tls`, the sidecar child takes extra `route` settings), push a Target with its origin,
- * the generator's `connect` TLS options, the proxy child and the Authorization the
- * upstream must see; verify() and measureCase() need no change.
+ * The mTLS row: an https upstream that requires a client certificate, reached directly by
+ * the generator presenting the workload certificate (direct-tls) and through a second
+ * sidecar holding that certificate as its identity (sidecar-mtls, plain http in front).
+ *
+ * Adding a case: start the servers it needs (the upstream child takes `tls`, the sidecar
+ * child takes `identity` and extra `route` settings), push a Target with its origin, the
+ * generator's `connect` TLS options, the proxy child and the Authorization the upstream
+ * must see; verify() and measureCase() need no change.
  */
-import { arch, cpus, loadavg, platform, totalmem } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { arch, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createCertificateAuthority } from '../../src/pki/certificates.js';
 import { Pool, request } from 'undici';
 import { runCacheBench, type CacheVariantResult } from './cache-bench.js';
 import { killAllChildren, startServerChild, type ServerChild } from './children.js';
@@ -52,6 +59,8 @@ interface Target {
   readonly upstream: ServerChild;
   /** The Authorization header the upstream must receive through this target (null: none). */
   readonly expectAuthorization: string | null;
+  /** CN of the client certificate the upstream must see (mTLS rows). */
+  readonly expectClientCert?: string;
 }
 
 interface CpuPerRequest {
@@ -87,8 +96,11 @@ async function verify(target: Target): Promise<string> {
   const pool = new Pool(target.origin, target.connect ? { connect: target.connect } : {});
   try {
     const echo = await request(`${target.origin}${ECHO_AUTH_PATH}`, { dispatcher: pool });
-    const seen = (await echo.body.json()) as { authorization: string | null };
+    const seen = (await echo.body.json()) as { authorization: string | null; clientCertSubject: string | null };
     if (echo.statusCode !== 200) throw new Error(`${target.name}: echo request answered ${echo.statusCode}`);
+    if (target.expectClientCert !== undefined && seen.clientCertSubject !== target.expectClientCert) {
+      throw new Error(`${target.name}: the upstream saw client certificate ${seen.clientCertSubject ?? 'none'}, expected ${target.expectClientCert}`);
+    }
     if (seen.authorization !== target.expectAuthorization) {
       throw new Error(
         `${target.name}: the upstream saw ${describeAuthorization(seen.authorization, target.expectAuthorization)}; ` +
@@ -98,7 +110,8 @@ async function verify(target: Target): Promise<string> {
     const plain = await request(`${target.origin}${LOAD_PATH}`, { dispatcher: pool });
     await plain.body.text();
     if (plain.statusCode !== 200) throw new Error(`${target.name}: ${LOAD_PATH} answered ${plain.statusCode}`);
-    return describeAuthorization(seen.authorization, target.expectAuthorization);
+    const cert = seen.clientCertSubject ? ` over mTLS as CN=${seen.clientCertSubject}` : '';
+    return describeAuthorization(seen.authorization, target.expectAuthorization) + cert;
   } finally {
     await pool.destroy();
   }
@@ -169,6 +182,7 @@ async function main(): Promise<void> {
 
   let sts: StsStub | undefined;
   const children: ServerChild[] = [];
+  const pkiDir = mkdtempSync(join(tmpdir(), 'sts-sidecar-bench-'));
   try {
     sts = await startStsStub();
     const upstream = await startServerChild('upstream', {});
@@ -179,6 +193,21 @@ async function main(): Promise<void> {
     const httpProxy = await startServerChild('http-proxy', { upstreamUrl, token: sts.token });
     children.push(httpProxy);
     log(`upstream ${upstreamUrl} (pid ${upstream.pid}), sidecar ${sidecar.info['url']} (pid ${sidecar.pid}), http-proxy ${httpProxy.info['url']} (pid ${httpProxy.pid}), STS ${sts.tokenUrl}`);
+
+    // mTLS: a CA, the upstream's server certificate and the workload's client certificate.
+    const ca = createCertificateAuthority({ commonName: 'bench CA' });
+    const serverCert = ca.issue({ commonName: 'localhost', subjectAltNames: ['127.0.0.1', 'localhost'], usage: 'server' });
+    const workload = ca.issue({ commonName: 'bench-workload', usage: 'client' });
+    const identity = { cert: join(pkiDir, 'tls.crt'), key: join(pkiDir, 'tls.key'), ca: join(pkiDir, 'ca.crt') };
+    writeFileSync(identity.cert, workload.certPem);
+    writeFileSync(identity.key, workload.keyPem);
+    writeFileSync(identity.ca, ca.certPem);
+    const tlsUpstream = await startServerChild('upstream', { tls: { key: serverCert.keyPem, cert: serverCert.certPem, ca: ca.certPem, requestClientCert: true } });
+    children.push(tlsUpstream);
+    const tlsUpstreamUrl = String(tlsUpstream.info['url']);
+    const mtlsSidecar = await startServerChild('sidecar', { stsTokenUrl: sts.tokenUrl, upstreamUrl: tlsUpstreamUrl, identity });
+    children.push(mtlsSidecar);
+    log(`mTLS upstream ${tlsUpstreamUrl} (pid ${tlsUpstream.pid}), mTLS sidecar ${mtlsSidecar.info['url']} (pid ${mtlsSidecar.pid})`);
 
     const bearer = `Bearer ${sts.token}`;
     const targets: Target[] = [
@@ -198,6 +227,24 @@ async function main(): Promise<void> {
         proxy: httpProxy,
         upstream,
         expectAuthorization: bearer,
+      },
+      {
+        name: 'direct-tls',
+        description: 'generator -> upstream over mTLS (the generator presents the workload certificate)',
+        origin: tlsUpstreamUrl,
+        connect: { ca: ca.certPem, cert: workload.certPem, key: workload.keyPem },
+        upstream: tlsUpstream,
+        expectAuthorization: null,
+        expectClientCert: 'bench-workload',
+      },
+      {
+        name: 'sidecar-mtls',
+        description: 'generator -> sts-sidecar (cached token, identity) -> upstream over mTLS',
+        origin: String(mtlsSidecar.info['url']),
+        proxy: mtlsSidecar,
+        upstream: tlsUpstream,
+        expectAuthorization: bearer,
+        expectClientCert: 'bench-workload',
       },
     ];
 
@@ -238,6 +285,7 @@ async function main(): Promise<void> {
     for (const c of children) await c.stop().catch(() => undefined);
     await sts?.close();
     killAllChildren();
+    rmSync(pkiDir, { recursive: true, force: true });
   }
 }
 
@@ -261,6 +309,12 @@ function report(r: {
   const d1 = find('direct', 1)!;
   const s1 = find('sidecar', 1)!;
   const h1 = find('http-proxy', 1)!;
+  const t32 = find('direct-tls', sat)!;
+  const m32 = find('sidecar-mtls', sat)!;
+  const t1 = find('direct-tls', 1)!;
+  const m1 = find('sidecar-mtls', 1)!;
+  const mtlsOverDirectTls = m32.load.rps / t32.load.rps;
+  const mtlsP50AddedMs = (m1.load.latency.p50Us - t1.load.latency.p50Us) / 1000;
 
   const sidecarOverDirect = s32.load.rps / d32.load.rps;
   const sidecarOverHttpProxy = s32.load.rps / h32.load.rps;
@@ -286,7 +340,7 @@ function report(r: {
   out.push('');
   out.push('Cases');
   for (const t of r.targets) out.push(`  ${t.name.padEnd(11)} ${t.description}; upstream got ${r.injection[t.name]}`);
-  out.push(`  STS token requests during the whole run: ${r.stsTokenRequests} (expected 1: one exchange at start-up, every request served from the cache)`);
+  out.push(`  STS token requests during the whole run: ${r.stsTokenRequests} (expected 2: one exchange at start-up per sidecar, every request served from the cache)`);
   out.push('');
   out.push(
     table(
@@ -327,6 +381,9 @@ function report(r: {
         [`CPU per request, sidecar (${sat} conns / 1 conn)`, `${fmt(s32.cpu.proxyUs, 1)} / ${fmt(s1.cpu.proxyUs, 1)} µs`, '-', ''],
         [`CPU per request, http-proxy (${sat} conns / 1 conn)`, `${fmt(h32.cpu.proxyUs, 1)} / ${fmt(h1.cpu.proxyUs, 1)} µs`, '-', ''],
         [`CPU per request, http-proxy / sidecar (${sat} conns)`, `${fmt((h32.cpu.proxyUs ?? NaN) / (s32.cpu.proxyUs ?? NaN), 2)}x`, '-', ''],
+        [`sidecar-mtls req/s / direct-tls req/s (${sat} conns)`, `${fmt(mtlsOverDirectTls, 2)}x`, '-', ''],
+        ['p50 added latency, sidecar-mtls - direct-tls (1 conn)', `${fmt(mtlsP50AddedMs, 3)} ms`, '-', ''],
+        [`CPU per request, sidecar-mtls (${sat} conns / 1 conn)`, `${fmt(m32.cpu.proxyUs, 1)} / ${fmt(m1.cpu.proxyUs, 1)} µs`, '-', ''],
       ],
     ),
   );
@@ -409,6 +466,9 @@ function report(r: {
       httpProxyCpuUsPerRequest: round(h32.cpu.proxyUs, 2),
       sidecarCpuUsPerRequestAt1: round(s1.cpu.proxyUs, 2),
       httpProxyCpuUsPerRequestAt1: round(h1.cpu.proxyUs, 2),
+      sidecarMtlsOverDirectTlsRps: round(mtlsOverDirectTls, 3),
+      sidecarMtlsP50AddedMsAt1: round(mtlsP50AddedMs, 4),
+      sidecarMtlsCpuUsPerRequest: round(m32.cpu.proxyUs, 2),
     },
     targets: { ...TARGETS, met },
     cacheBench: {

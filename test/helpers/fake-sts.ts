@@ -24,6 +24,8 @@ export interface FakeSts {
   mode: FakeStsMode;
   delayMs: number;
   lifetimeSeconds: number;
+  /** Builds the n-th issued token (default: an opaque `issued-n-xxx` string). */
+  makeToken: ((n: number) => string) | undefined;
   close(): Promise<void>;
 }
 
@@ -32,6 +34,7 @@ export async function startFakeSts(options: { delayMs?: number; lifetimeSeconds?
     mode: 'up' as FakeStsMode,
     delayMs: options.delayMs ?? 0,
     lifetimeSeconds: options.lifetimeSeconds ?? 3600,
+    makeToken: undefined as ((n: number) => string) | undefined,
   };
   const issued: string[] = [];
   const requests: URLSearchParams[] = [];
@@ -60,7 +63,7 @@ export async function startFakeSts(options: { delayMs?: number; lifetimeSeconds?
           res.writeHead(200, { 'content-type': 'application/json' });
           return void res.end(`{"access_token":"${'a'.repeat(8 * 1024 * 1024)}","issued_token_type":"x","token_type":"Bearer","expires_in":60}`);
         }
-        const token = `${options.prefix ?? 'issued'}-${issued.length + 1}-${'x'.repeat(24)}`;
+        const token = state.makeToken?.(issued.length + 1) ?? `${options.prefix ?? 'issued'}-${issued.length + 1}-${'x'.repeat(24)}`;
         issued.push(token);
         expiry.set(token, Date.now() + state.lifetimeSeconds * 1000);
         res.writeHead(200, { 'content-type': 'application/json' });

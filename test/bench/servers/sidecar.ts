@@ -11,8 +11,10 @@ export interface SidecarOptions {
   readonly stsTokenUrl: string;
   readonly upstreamUrl: string;
   readonly logLevel?: string;
-  /** Extra route settings (e.g. a later mTLS row's client certificate). */
+  /** Extra route settings (e.g. `ca` for an https upstream). */
   readonly route?: Record<string, unknown>;
+  /** Workload identity files (mTLS to the upstream). */
+  readonly identity?: { readonly cert: string; readonly key: string; readonly ca?: string };
 }
 
 const ROUTE_NAME = 'bench';
@@ -24,6 +26,7 @@ serveChild<SidecarOptions>(async (options) => {
     log: { level: options.logLevel ?? 'warn' },
     subjectToken: { value: 'iamtheeggman', type: 'urn:ietf:params:oauth:token-type:access_token' },
     sts: { url: options.stsTokenUrl },
+    ...(options.identity ? { identity: options.identity } : {}),
     routes: [{ name: ROUTE_NAME, listen: '127.0.0.1:0', upstream: options.upstreamUrl, audience: 'bench', ...options.route }],
   });
   const sidecar = await startSidecar(config, { waitForTokens: true });

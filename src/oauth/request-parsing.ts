@@ -3,7 +3,8 @@
  * encoding: RFC 8693 section 2.1 form bodies, grpc-go style snake_case JSON and
  * Google STS v1/token camelCase JSON all end up as snake_case names with string
  * values. Semantics (which parameters are required, what values mean) are checked
- * later, in exchange-request.ts.
+ * later, in token-exchange-request.ts. Shared by the reference STS and the sidecar's
+ * local token endpoint, which must accept the same client shapes.
  */
 import type { IncomingMessage } from 'node:http';
 import { OAuthError } from './oauth-error.js';
@@ -31,6 +32,9 @@ const KNOWN_PARAMS: ReadonlySet<string> = new Set([
   'options',
   'client_id',
   'client_secret',
+  // RFC 7521 section 4.2 (private_key_jwt, RFC 7523 section 2.2).
+  'client_assertion_type',
+  'client_assertion',
 ]);
 
 const FORM = 'application/x-www-form-urlencoded';

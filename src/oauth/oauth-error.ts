@@ -1,7 +1,8 @@
 /**
- * Protocol errors of the dev STS token endpoint, answered as RFC 6749 section 5.2
- * JSON bodies. These are the STS's own wire errors, not sidecar failures, so they
- * live apart from `src/errors.ts` (whose codes describe what the sidecar hit).
+ * Protocol errors of the token endpoints we serve (the reference STS and the sidecar's
+ * local RFC 8693 endpoint), answered as RFC 6749 section 5.2 JSON bodies. These are wire
+ * errors told to a client, not sidecar failures, so they live apart from `src/errors.ts`
+ * (whose codes describe what the sidecar hit).
  */
 
 /** RFC 6749 section 5.2, RFC 8693 section 2.2.2 and RFC 6749 section 4.1.2.1 codes we answer with. */
@@ -40,6 +41,20 @@ export class OAuthError extends Error {
   toJSON(): { error: OAuthErrorCode; error_description: string } {
     return { error: this.error, error_description: this.message };
   }
+}
+
+/**
+ * RFC 7235 section 3.1 requires a challenge on every 401; RFC 6749 section 5.2
+ * requires it in particular when the client tried the Authorization header.
+ */
+export const BASIC_CHALLENGE = 'Basic realm="dev-sts"';
+
+/** RFC 6749 section 5.2 (and RFC 8705 section 2, RFC 7523 section 3.1): client authentication failed. */
+export function invalidClient(description: string, cause?: unknown): OAuthError {
+  return new OAuthError('invalid_client', description, {
+    headers: { 'www-authenticate': BASIC_CHALLENGE },
+    ...(cause === undefined ? {} : { cause }),
+  });
 }
 
 function defaultStatus(error: OAuthErrorCode): number {

@@ -1,0 +1,84 @@
+/**
+ * Reply helpers shared by the local endpoints: JSON and text bodies, lifetimes, and the
+ * mapping from a failed token lookup to what a client is told. Nothing here ever puts a
+ * token into an error: messages are our own words, the STS's text is scrubbed upstream.
+ */
+import type { ServerResponse } from 'node:http';
+import { SidecarError, StsOAuthError } from '../errors.js';
+import { scrub } from '../log/redact.js';
+import type { OAuthErrorCode } from '../oauth/oauth-error.js';
+import { toErrorDescription } from '../oauth/oauth-error.js';
+import type { IssuedToken } from '../sts/exchange-response.js';
+
+/** RFC 6749 section 5.1: token responses (and errors) must not be cached. */
+export const NO_STORE: Readonly<Record<string, string>> = Object.freeze({ 'cache-control': 'no-store', pragma: 'no-cache' });
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
+  if (res.headersSent || res.destroyed) return;
+  const payload = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
+  res.end(payload);
+}
+
+export function sendText(res: ServerResponse, status: number, text: string, headers: Readonly<Record<string, string>> = {}, contentType = 'text/plain; charset=utf-8'): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(status, { ...headers, 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * Whole seconds the cached token has left, rounded down so a client never believes in a
+ * second the token does not have. Integers only: grpc-go decodes expires_in into an int64.
+ */
+export function remainingSeconds(token: IssuedToken, now: number): number {
+  return Math.max(1, Math.floor((token.expiresAt - now) / 1000));
+}
+
+/** RFC 6749 section 7.1: the scheme is case-insensitive, but grpc-go copies it verbatim into `authorization`. */
+export function tokenTypeForClient(token: IssuedToken): string {
+  return /^bearer$/i.test(token.tokenType) ? 'Bearer' : token.tokenType;
+}
+
+/** The path without query, and the query; parsed by hand so `//x` is never read as a host. */
+export function splitUrl(rawUrl: string | undefined): { path: string; query: URLSearchParams } {
+  const url = rawUrl ?? '/';
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  return { path, query: new URLSearchParams(q < 0 ? '' : url.slice(q + 1)) };
+}
+
+/** What a client is told when no token could be had for its route. */
+export interface TokenFailure {
+  readonly status: number;
+  readonly error: OAuthErrorCode;
+  /** RFC 6749 section 5.2 charset, our words plus the STS's scrubbed error code. */
+  readonly description: string;
+  /** Stable code for logs and metrics: the innermost SidecarError code. */
+  readonly code: string;
+}
+
+/**
+ * STS refusals that concern the grant or the target are passed through (RFC 6749 section
+ * 5.2 codes the caller can understand); a refusal of the sidecar's own client credentials
+ * or an STS that is down is the sidecar's problem: 503 temporarily_unavailable.
+ */
+const PASSED_THROUGH: ReadonlySet<string> = new Set(['invalid_grant', 'invalid_target', 'invalid_scope']);
+
+export function describeTokenFailure(err: unknown, route: string): TokenFailure {
+  let sts: StsOAuthError | undefined;
+  let code: string | undefined;
+  for (let current: unknown = err, depth = 0; current instanceof Error && depth < 8; current = current.cause, depth++) {
+    if (current instanceof SidecarError) code = current.code;
+    if (current instanceof StsOAuthError) sts = current;
+  }
+  if (sts) {
+    const detail = sts.errorDescription ? `: ${scrub(sts.errorDescription, 160)}` : '';
+    const description = toErrorDescription(`the STS refused the exchange for route ${route} (${scrub(sts.error, 64)}${detail})`);
+    if (PASSED_THROUGH.has(sts.error)) return { status: 400, error: sts.error as OAuthErrorCode, description, code: 'ERR_STS_OAUTH_ERROR' };
+    return { status: 503, error: 'temporarily_unavailable', description, code: 'ERR_STS_OAUTH_ERROR' };
+  }
+  if (code !== undefined) {
+    return { status: 503, error: 'temporarily_unavailable', description: `no token available for route ${route} (${code}); retry later`, code };
+  }
+  return { status: 500, error: 'server_error', description: `no token available for route ${route}`, code: 'ERR_UNKNOWN' };
+}
