@@ -150,7 +150,8 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
   const tokenProvider = tokens;
   cleanups.push(() => tokenProvider.close());
 
-  const proxyRoutes: Array<ForwardRoute & { listen: RouteConfig['listen'] }> = [];
+  // `keyPath`: token-only routes are skipped here, so an index into proxyRoutes is not one into config.routes.
+  const proxyRoutes: Array<ForwardRoute & { listen: RouteConfig['listen']; keyPath: string }> = [];
   for (const [i, route] of config.routes.entries()) {
     if (!route.upstream) continue; // token-only: served by the endpoints below, never proxied
     const upstream = createUpstream({
@@ -174,6 +175,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
       replaceExisting: route.authorization.replaceExisting,
       preserveHost: route.preserveHost,
       intercept: route.intercept,
+      keyPath: `routes[${i}]`,
     });
   }
 
@@ -211,11 +213,11 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     { onConnect: forward.connectListener },
   );
   const routeUrls: Record<string, string> = {};
-  for (const [i, route] of proxyRoutes.entries()) {
+  for (const route of proxyRoutes) {
     if (!route.listen) continue;
     const s = await listen(
       route.listen,
-      `routes[${i}].listen`,
+      `${route.keyPath}.listen`,
       createDedicatedListenerHandler(route, ctx),
       createUpgradeHandler((req) => (pathMatches(route.pathPrefix, req.url ?? '/') ? route : undefined), ctx),
     );
