@@ -12,7 +12,7 @@ import { certificateThumbprint } from '../src/tls/thumbprint.js';
 import { openWorkloadIdentity, type IdentityLoadError } from '../src/tls/identity.js';
 import { ConfigError } from '../src/errors.js';
 import { startFakeSts } from './helpers/fake-sts.js';
-import { closeAfter, sleep, startHarness, startUpstream } from './helpers/harness.js';
+import { closeAfter, parsedLogs, sleep, startHarness, startUpstream } from './helpers/harness.js';
 import { tempDir } from './helpers/loopback.js';
 import { createTestPki, kubeletWrite } from './helpers/pki.js';
 
@@ -218,4 +218,51 @@ test('config: tls_client_auth and private_key_jwt without a key source need an i
     () => parseConfig({ ...base, sts: { url: 'https://sts.example/token', clientAuth: { method: 'private_key_jwt', clientId: 'c' } } }),
     (err: Error & { problems?: Array<{ path: string }> }) => err.problems?.some((p) => p.path === 'sts.clientAuth.key') === true,
   );
+});
+
+test('rotation in a running sidecar: a bad pair is logged and counted, the previous identity keeps serving; the good pair is taken', async (t) => {
+  const own = closeAfter(t);
+  const dir = await files(t, { 'tls.crt': alice.certPem, 'tls.key': alice.keyPem });
+  const sts = own(await startFakeSts());
+  const upstream = own(await startUpstream());
+  const h = own(
+    await startHarness({
+      subjectToken: { value: 'iamtheeggman' },
+      sts: { url: sts.tokenUrl },
+      identity: { cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key'), pollIntervalSeconds: 0.05 },
+      routes: [{ name: 'api', host: 'api.test', upstream: upstream.url }],
+    }),
+  );
+  const get = async () => {
+    const res = await request(`${h.sidecar.proxyUrl}/x`, { headers: { host: 'api.test' } });
+    await res.body.dump();
+    return res.statusCode;
+  };
+  const metric = async (name: string) => {
+    const text = await (await request(`${h.sidecar.adminUrl}/metrics`)).body.text();
+    return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  };
+  const waitFor = async (what: () => Promise<boolean> | boolean) => {
+    const deadline = Date.now() + 5000;
+    while (!(await what())) {
+      if (Date.now() > deadline) throw new Error('timed out');
+      await sleep(25);
+    }
+  };
+  assert.equal(await get(), 200);
+  assert.equal(sts.issued.length, 1);
+
+  await writeFile(join(dir, 'tls.key'), bob.keyPem); // a key that does not match the certificate
+  await waitFor(async () => (await metric('sts_sidecar_identity_reload_errors_total')) === 1);
+  const logged = parsedLogs(h.logs).find((l) => l['msg'] === 'rotated identity files are not usable; keeping the previous certificate');
+  assert.equal(logged?.['key'], 'identity.key');
+  assert.equal(await get(), 200, 'still serving with the previous identity');
+  assert.equal(sts.issued.length, 1, 'no exchange for a broken identity');
+
+  await writeFile(join(dir, 'tls.crt'), bob.certPem); // the pair is whole again: bob
+  await waitFor(async () => (await metric('sts_sidecar_identity_rotations_total')) === 1);
+  await waitFor(() => sts.issued.length === 2); // routes in use are exchanged again at once
+  assert.equal(await get(), 200);
+  assert.equal(upstream.requests.at(-1)!.headers.authorization, `Bearer ${sts.issued[1]}`, 'the token for the new identity is injected');
+  assert.equal(await metric('sts_sidecar_identity_reload_errors_total'), 1);
 });
