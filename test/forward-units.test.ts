@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { createServer } from 'node:tls';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { ConfigValidationError, parseConfig } from '../src/config/load.js';
 import { ConfigError, ForwardTargetError } from '../src/errors.js';
 import { startSidecar } from '../src/main.js';
@@ -208,6 +208,52 @@ describe('forward configuration', () => {
       assert.ok(err instanceof ConfigError);
       assert.equal(err.path, 'forward.caCertOut');
       return true;
+    });
+  });
+});
+
+describe('tunnel first bytes', () => {
+  /** A connected TCP pair on loopback: the sidecar's side and the app's side. */
+  const withSocketPair = async (use: (server: Socket, client: Socket) => Promise<void>) => {
+    const srv = createNetServer();
+    const accepted = new Promise<Socket>((resolve) => srv.once('connection', resolve));
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const client = netConnect((srv.address() as AddressInfo).port, '127.0.0.1');
+    const server = await accepted;
+    try {
+      await use(server, client);
+    } finally {
+      client.destroy();
+      server.destroy();
+      srv.close();
+    }
+  };
+
+  it('an answered CONNECT that stays silent is given up after the timeout, not held forever', async () => {
+    const { firstBytes } = await import('../src/proxy/forward/tunnel.js');
+    await withSocketPair(async (server) => {
+      const started = Date.now();
+      const first = await new Promise<Buffer | undefined>((resolve) => firstBytes(server, Buffer.alloc(0), resolve, 100));
+      assert.equal(first, undefined);
+      assert.ok(Date.now() - started >= 90, 'waited for the timeout');
+    });
+  });
+
+  it('the first chunk the app sends is handed over, and the timeout is cancelled', async () => {
+    const { firstBytes } = await import('../src/proxy/forward/tunnel.js');
+    await withSocketPair(async (server, client) => {
+      const calls: Array<Buffer | undefined> = [];
+      const first = new Promise<void>((resolve) =>
+        firstBytes(server, Buffer.alloc(0), (chunk) => {
+          calls.push(chunk);
+          resolve();
+        }, 100),
+      );
+      client.write('GET / HTTP/1.1\r\n');
+      await first;
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(calls.length, 1, 'called once: the timer did not fire afterwards');
+      assert.equal(calls[0]!.toString(), 'GET / HTTP/1.1\r\n');
     });
   });
 });

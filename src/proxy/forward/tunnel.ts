@@ -84,12 +84,27 @@ export class ReplayedSocket extends Duplex {
   }
 }
 
+/** How long an answered CONNECT may stay silent before the sidecar gives up on it. */
+export const FIRST_BYTES_TIMEOUT_MS = 30_000;
+
 /**
  * The first bytes the app sends into a tunnel: `head` when the CONNECT already carried
- * some, else the next chunk. Undefined when the app closed without sending anything.
+ * some, else the next chunk. Undefined when the app closed without sending anything, or
+ * sent nothing for `timeoutMs` (once detached from node:http, no server timeout covers
+ * the socket, and a silent tunnel would otherwise be held forever).
  */
-export function firstBytes(socket: Duplex, head: Buffer, onFirst: (chunk: Buffer | undefined) => void): void {
+export function firstBytes(
+  socket: Duplex,
+  head: Buffer,
+  onFirst: (chunk: Buffer | undefined) => void,
+  timeoutMs = FIRST_BYTES_TIMEOUT_MS,
+): void {
   if (head.length) return onFirst(head);
+  const timer = setTimeout(() => {
+    cleanup();
+    onFirst(undefined);
+  }, timeoutMs);
+  timer.unref();
   const onData = (chunk: Buffer) => {
     cleanup();
     socket.pause();
@@ -100,6 +115,7 @@ export function firstBytes(socket: Duplex, head: Buffer, onFirst: (chunk: Buffer
     onFirst(undefined);
   };
   const cleanup = () => {
+    clearTimeout(timer);
     socket.off('data', onData);
     socket.off('end', onGone);
     socket.off('close', onGone);
