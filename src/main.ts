@@ -2,21 +2,21 @@
  * Wiring: config in, running sidecar out. The only place (with cli/) that knows every
  * part; each part only knows the interfaces it is handed.
  */
-import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { DestinationStream } from 'pino';
 import { createAdminHandler } from './admin/server.js';
-import { createMetrics, type IdentityObserver } from './admin/metrics.js';
+import { createMetrics } from './admin/metrics.js';
 import { createEndpointMetrics } from './admin/endpoint-metrics.js';
 import { createTokenProvider, type RouteExchange, type TokenProvider } from './cache/token-provider.js';
-import type { Config, IdentityConfig, ListenAddress, RouteConfig } from './config/schema.js';
-import { openWorkloadIdentity, type IdentityGeneration, type WorkloadIdentity } from './tls/identity.js';
-import { openSecretSource, type SecretSource } from './credentials/secret-source.js';
+import type { Config, ListenAddress, RouteConfig } from './config/schema.js';
+import type { WorkloadIdentity } from './tls/identity.js';
+import { describeIdentity, openIdentityFromConfig } from './tls/identity-from-config.js';
+import { openSecretSource } from './credentials/secret-source.js';
 import { createSubjectTokenProvider } from './credentials/subject-token.js';
 import { endpointListeners, type EndpointName } from './endpoints/index.js';
 import { ConfigError } from './errors.js';
 import { createLogger, type Logger } from './log/logger.js';
-import { registerSecret, forgetSecret } from './log/redact.js';
+import { trackSecretSource } from './log/redact.js';
 import { LogThrottle } from './log/throttle.js';
 import { openInterceptionCa } from './proxy/forward/ca.js';
 import { createForwardProxy } from './proxy/forward/forward-proxy.js';
@@ -32,15 +32,7 @@ import {
 import { pathMatches, RouteTable } from './proxy/routing.js';
 import { createUpgradeHandler, type UpgradeListener } from './proxy/upgrade.js';
 import { createUpstream } from './proxy/upstream.js';
-import {
-  clientSecretBasic,
-  clientSecretPost,
-  defaultJwsAlgorithm,
-  noClientAuth,
-  privateKeyJwt,
-  tlsClientAuth,
-  type ClientAuth,
-} from './sts/client-auth.js';
+import { clientAuthFromConfig } from './sts/client-auth-from-config.js';
 import { createStsClient, type StsClient } from './sts/client.js';
 
 export interface StartOptions {
@@ -86,7 +78,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     onError: onSourceError('subjectToken'),
   });
   cleanups.push(() => subjectSource.close());
-  trackSecret(subjectSource);
+  trackSecretSource(subjectSource);
   subjectSource.onChange(() => logger.info({ source: subjectSource.description }, 'subject token changed; exchanging ahead for active routes'));
   const subjectTokens = createSubjectTokenProvider(subjectSource, config.subjectToken.type);
 
@@ -95,7 +87,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
   if (sts.actorToken) {
     const source = await openSecretSource(sts.actorToken, { keyPath: 'sts.actorToken', onError: onSourceError('sts.actorToken') });
     cleanups.push(() => source.close());
-    trackSecret(source);
+    trackSecretSource(source);
     actorToken = { current: () => source.current(), type: sts.actorToken.type };
   }
 
@@ -107,11 +99,11 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     () => identity?.current().notAfter,
   );
   if (config.identity) {
-    identity = await openIdentity(config.identity, logger, metrics.identityObserver);
+    identity = await openIdentityFromConfig(config.identity, logger, metrics.identityObserver);
     cleanups.push(() => identity?.close());
   }
 
-  const clientAuth = await buildClientAuth(config, identity, cleanups, onSourceError('sts.clientAuth'));
+  const clientAuth = await clientAuthFromConfig(config, identity, cleanups, onSourceError('sts.clientAuth'));
   const stsClient: StsClient = createStsClient({
     url: sts.url,
     encoding: sts.encoding,
@@ -290,93 +282,10 @@ function routeExchange(route: RouteConfig): RouteExchange {
   };
 }
 
-async function openIdentity(settings: IdentityConfig, logger: Logger, observer: IdentityObserver): Promise<WorkloadIdentity> {
-  const identity = await openWorkloadIdentity({
-    files: settings,
-    pollIntervalMs: settings.pollIntervalSeconds * 1000,
-    onError(err) {
-      observer.reloadFailed();
-      logger.error({ key: `identity.${err.key}`, reason: err.message }, 'rotated identity files are not usable; keeping the previous certificate');
-    },
-  });
-  identity.onChange((next, previous) => {
-    observer.rotated();
-    logger.info({ identity: describeIdentity(next), previousThumbprint: previous.thumbprint }, 'workload identity rotated; new connections present the new certificate');
-  });
-  return identity;
-}
-
-/** Safe to log: public certificate facts only. */
-function describeIdentity(g: IdentityGeneration): Record<string, unknown> {
-  return { subject: g.leaf.subject.replace(/\n/g, ', '), thumbprint: g.thumbprint, notAfter: g.notAfter.toISOString(), generation: g.id };
-}
-
-async function buildClientAuth(
-  config: Config,
-  identity: WorkloadIdentity | undefined,
-  cleanups: Array<() => void>,
-  onError: (err: unknown) => void,
-): Promise<ClientAuth> {
-  const auth = config.sts.clientAuth;
-  if (auth.method === 'none') return noClientAuth(auth.clientId);
-  if (auth.method === 'tls_client_auth') return tlsClientAuth(auth.clientId);
-  if (auth.method === 'private_key_jwt') {
-    let key: () => KeyObject;
-    if (auth.key) {
-      const keySource = await openSecretSource(auth.key, { keyPath: 'sts.clientAuth.key', onError });
-      cleanups.push(() => keySource.close());
-      let current = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
-      keySource.onChange(() => {
-        try {
-          current = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
-        } catch (err) {
-          onError(err);
-        }
-      });
-      key = () => current;
-    } else if (identity) {
-      key = () => identity.current().privateKey;
-    } else {
-      throw new ConfigError('sts.clientAuth.key', 'private_key_jwt needs a signing key: give clientAuth.key or an identity');
-    }
-    return privateKeyJwt({
-      clientId: auth.clientId,
-      key,
-      algorithm: auth.algorithm ?? defaultJwsAlgorithm(key()),
-      keyId: auth.keyId,
-      audience: auth.audience ?? config.sts.url.href,
-      lifetimeSeconds: auth.assertionLifetimeSeconds,
-    });
-  }
-  const secret = await openSecretSource(auth.clientSecret, { keyPath: 'sts.clientAuth.clientSecret', onError });
-  cleanups.push(() => secret.close());
-  trackSecret(secret);
-  return auth.method === 'client_secret_basic' ? clientSecretBasic(auth.clientId, secret) : clientSecretPost(auth.clientId, secret);
-}
-
-/** Keep the scrubber's list of known secrets in step with a rotating source. */
-function trackSecret(source: SecretSource): void {
-  let current = source.current();
-  registerSecret(current);
-  source.onChange(() => {
-    forgetSecret(current);
-    current = source.current();
-    registerSecret(current);
-  });
-}
-
 async function readConfigFile(path: string, keyPath: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
     throw new ConfigError(keyPath, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
-  }
-}
-
-function parsePrivateKey(pem: string, keyPath: string): KeyObject {
-  try {
-    return createPrivateKey(pem);
-  } catch (err) {
-    throw new ConfigError(keyPath, `not a PEM private key: ${(err as Error).message}`, { cause: err });
   }
 }

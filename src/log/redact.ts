@@ -4,6 +4,8 @@
  * ourselves (an STS's error_description, an upstream's message) is scrubbed of
  * JWT-shaped strings and of the secrets we know about before it is shown.
  */
+import type { SecretSource } from '../credentials/secret-source.js';
+
 export const REDACTED = '[Redacted]';
 
 /** Compact JWS/JWE: base64url header starting `eyJ` ({"...) then two or more dot-separated parts. */
@@ -27,4 +29,15 @@ export function scrub(text: string, maxLength = 512): string {
     if (out.includes(secret)) out = out.split(secret).join(REDACTED);
   }
   return out.length > maxLength ? `${out.slice(0, maxLength)}...` : out;
+}
+
+/** Keep the scrubber's list of known secrets in step with a rotating source. */
+export function trackSecretSource(source: SecretSource): void {
+  let current = source.current();
+  registerSecret(current);
+  source.onChange(() => {
+    forgetSecret(current);
+    current = source.current();
+    registerSecret(current);
+  });
 }

@@ -1,0 +1,71 @@
+/**
+ * `sts.clientAuth` from the config, as a ClientAuth value: secrets and keys opened from
+ * their sources (watched when they are files), the identity's key for private_key_jwt
+ * when no key of its own is given.
+ */
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import type { Config } from '../config/schema.js';
+import { openSecretSource } from '../credentials/secret-source.js';
+import { ConfigError } from '../errors.js';
+import { trackSecretSource } from '../log/redact.js';
+import type { WorkloadIdentity } from '../tls/identity.js';
+import {
+  clientSecretBasic,
+  clientSecretPost,
+  defaultJwsAlgorithm,
+  noClientAuth,
+  privateKeyJwt,
+  tlsClientAuth,
+  type ClientAuth,
+} from './client-auth.js';
+
+export async function clientAuthFromConfig(
+  config: Config,
+  identity: WorkloadIdentity | undefined,
+  cleanups: Array<() => void>,
+  onError: (err: unknown) => void,
+): Promise<ClientAuth> {
+  const auth = config.sts.clientAuth;
+  if (auth.method === 'none') return noClientAuth(auth.clientId);
+  if (auth.method === 'tls_client_auth') return tlsClientAuth(auth.clientId);
+  if (auth.method === 'private_key_jwt') {
+    let key: () => KeyObject;
+    if (auth.key) {
+      const keySource = await openSecretSource(auth.key, { keyPath: 'sts.clientAuth.key', onError });
+      cleanups.push(() => keySource.close());
+      let current = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
+      keySource.onChange(() => {
+        try {
+          current = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
+        } catch (err) {
+          onError(err);
+        }
+      });
+      key = () => current;
+    } else if (identity) {
+      key = () => identity.current().privateKey;
+    } else {
+      throw new ConfigError('sts.clientAuth.key', 'private_key_jwt needs a signing key: give clientAuth.key or an identity');
+    }
+    return privateKeyJwt({
+      clientId: auth.clientId,
+      key,
+      algorithm: auth.algorithm ?? defaultJwsAlgorithm(key()),
+      keyId: auth.keyId,
+      audience: auth.audience ?? config.sts.url.href,
+      lifetimeSeconds: auth.assertionLifetimeSeconds,
+    });
+  }
+  const secret = await openSecretSource(auth.clientSecret, { keyPath: 'sts.clientAuth.clientSecret', onError });
+  cleanups.push(() => secret.close());
+  trackSecretSource(secret);
+  return auth.method === 'client_secret_basic' ? clientSecretBasic(auth.clientId, secret) : clientSecretPost(auth.clientId, secret);
+}
+
+function parsePrivateKey(pem: string, keyPath: string): KeyObject {
+  try {
+    return createPrivateKey(pem);
+  } catch (err) {
+    throw new ConfigError(keyPath, `not a PEM private key: ${(err as Error).message}`, { cause: err });
+  }
+}
