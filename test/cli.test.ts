@@ -23,6 +23,7 @@ describe('cli', () => {
     assert.match(stdout, /App -> upstream directly, no token: +HTTP 401/);
     assert.match(stdout, /App -> sidecar -> upstream \(token added\): +HTTP 200 .*"sub":"system:serviceaccount:demo:orders-client"/);
     assert.match(stdout, /A host no route names gets no token: +HTTP 404/);
+    assert.match(stdout, /A legacy app with http_proxy=http:\/\/127\.0\.0\.1:\d+ asking for http:\/\/orders\.demo\/orders\/9: HTTP 200/);
     // The identity's thumbprint, and the same value as the cnf of the token the sidecar injected.
     const thumbprint = /x5t#S256 ([A-Za-z0-9_-]{43}) +\(RFC 8705 3\.1/.exec(stdout)?.[1];
     assert.ok(thumbprint, stdout);

@@ -8,6 +8,7 @@
  * token) and the curl commands to try, then runs until Ctrl-C.
  */
 import { rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -141,6 +142,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const byHost = await request(`${sidecar.proxyUrl}/orders/7`, { headers: { host: 'orders.demo' } });
   out(`3. Same via the shared proxy port, Host: orders.demo: HTTP ${byHost.statusCode}`);
   await byHost.body.dump();
+  const legacy = await absoluteFormGet(sidecar.proxyUrl, 'http://orders.demo/orders/9');
+  out(`   A legacy app with http_proxy=${sidecar.proxyUrl} asking for http://orders.demo/orders/9: HTTP ${legacy}`);
+  out('   (absolute-form request: the sidecar routes by destination, adds the token, speaks mTLS to the upstream)');
   const unmatched = await request(`${sidecar.proxyUrl}/`, { headers: { host: 'elsewhere.example' } });
   out(`4. A host no route names gets no token:       HTTP ${unmatched.statusCode} ${await unmatched.body.text()}`);
   const sidecarCnf = cnfFromUpstreamReply(proxiedBody);
@@ -168,6 +172,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   out('Try it:');
   out(`  curl -s ${routeUrl}/orders/42`);
   out(`  curl -s -H 'Host: orders.demo' ${sidecar.proxyUrl}/orders/42`);
+  out(`  http_proxy=${sidecar.proxyUrl} curl -s http://orders.demo/orders/42   # a legacy app via the forward proxy`);
   out(`  curl -si ${tlsFlags} ${upstream.url}/orders/42            # direct: 401`);
   out(`  curl -s ${sidecar.adminUrl}/readyz`);
   out(`  curl -s ${sidecar.adminUrl}/metrics | grep '^sts_sidecar_'`);
@@ -238,6 +243,19 @@ async function writeDemoPki(dir: string): Promise<DemoPki> {
 }
 
 /** An RFC 8693 exchange at the STS over mTLS, as the certificate holder of `dispatcher`. Returns the token: never print it. */
+/** What an app with http_proxy set sends (RFC 9112 3.2.2 absolute-form); resolves to the status. */
+function absoluteFormGet(proxyUrl: string, target: string): Promise<number> {
+  const proxy = new URL(proxyUrl);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: proxy.hostname, port: proxy.port, method: 'GET', path: target, headers: { host: new URL(target).host } }, (res) => {
+      res.resume();
+      res.once('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
+
 async function exchangeDirectly(sts: DevSts, dispatcher: Dispatcher, subjectToken: string): Promise<string> {
   const res = await request(sts.tokenUrl, {
     method: 'POST',
