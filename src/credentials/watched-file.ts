@@ -7,7 +7,7 @@
  * `..data` lands there) and also poll `stat()` (which follows symlinks: a swap shows
  * up as a new inode) because fs.watch misses events on some volume types.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { watch, type FSWatcher, type Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
@@ -28,12 +28,17 @@ export interface WatchedFile {
   close(): void;
 }
 
+/** What identifies one version of a file: a `..data` swap changes the inode, a rewrite mtime or size. */
+export function statSignature(info: Stats): string {
+  return `${info.dev}:${info.ino}:${info.mtimeMs}:${info.size}`;
+}
+
 export async function openWatchedFile(options: WatchedFileOptions): Promise<WatchedFile> {
   const { path, parse } = options;
   const read = async () => {
     const info = await stat(path);
     const text = await readFile(path, 'utf8');
-    return { value: parse(text), signature: `${info.dev}:${info.ino}:${info.mtimeMs}:${info.size}` };
+    return { value: parse(text), signature: statSignature(info) };
   };
 
   // The first read throws to the caller: a missing credential at start-up is a config error.
@@ -64,7 +69,7 @@ export async function openWatchedFile(options: WatchedFileOptions): Promise<Watc
   const poll = async () => {
     try {
       const info = await stat(path);
-      if (`${info.dev}:${info.ino}:${info.mtimeMs}:${info.size}` !== signature) await reload();
+      if (statSignature(info) !== signature) await reload();
     } catch (err) {
       if (!closed) options.onError?.(err);
     }

@@ -12,6 +12,7 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { statSignature } from '../credentials/watched-file.js';
 import { ConfigError } from '../errors.js';
 import { certificateThumbprint } from './thumbprint.js';
 
@@ -112,20 +113,21 @@ async function readAll(files: IdentityFiles): Promise<{ cert: string; key: strin
   const one = async (which: 'cert' | 'key' | 'ca', path: string) => {
     try {
       const info = await stat(path);
-      return { text: await readFile(path, 'utf8'), signature: `${info.dev}:${info.ino}:${info.mtimeMs}:${info.size}` };
+      return { text: await readFile(path, 'utf8'), signature: statSignature(info) };
     } catch (err) {
       throw new IdentityLoadError(which, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
     }
   };
   const [cert, key, ca] = await Promise.all([one('cert', files.cert), one('key', files.key), files.ca ? one('ca', files.ca) : undefined]);
-  return { cert: cert.text, key: key.text, ca: ca?.text, signature: [cert.signature, key.signature, ca?.signature ?? ''].join('|') };
+  const signature = [cert, key, ...(ca ? [ca] : [])].map((f) => f.signature).join('|');
+  return { cert: cert.text, key: key.text, ca: ca?.text, signature };
 }
 
 async function signatureOf(files: IdentityFiles): Promise<string | undefined> {
   try {
     const paths = [files.cert, files.key, ...(files.ca ? [files.ca] : [])];
     const infos = await Promise.all(paths.map((p) => stat(p)));
-    return infos.map((i) => `${i.dev}:${i.ino}:${i.mtimeMs}:${i.size}`).join('|') + (files.ca ? '' : '|');
+    return infos.map(statSignature).join('|');
   } catch {
     return undefined; // mid-swap: a path briefly missing; the next tick will see it
   }
