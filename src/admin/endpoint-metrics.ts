@@ -5,7 +5,7 @@
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { EndpointObserver } from '../endpoints/context.js';
-import { METRIC_PREFIX } from './metrics.js';
+import { METRIC_PREFIX, statusClass } from './metrics.js';
 
 export function createEndpointMetrics(registry: Registry, routeNames: readonly string[]): EndpointObserver {
   const known = new Set(routeNames);
@@ -24,8 +24,7 @@ export function createEndpointMetrics(registry: Registry, routeNames: readonly s
   });
   return {
     finished(endpoint, route, statusCode, seconds) {
-      const statusClass = statusCode >= 100 && statusCode < 600 ? `${Math.floor(statusCode / 100)}xx` : 'other';
-      requests.labels(endpoint, route !== undefined && known.has(route) ? route : 'none', statusClass).inc();
+      requests.labels(endpoint, route !== undefined && known.has(route) ? route : 'none', statusClass(statusCode)).inc();
       duration.labels(endpoint).observe(seconds);
     },
   };

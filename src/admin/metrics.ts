@@ -23,7 +23,8 @@ export interface IdentityObserver {
   reloadFailed(): void;
 }
 
-function statusClass(code: number): string {
+/** `2xx`, `4xx`, ...: a bounded label for an HTTP status. */
+export function statusClass(code: number): string {
   if (code >= 100 && code < 600) return `${Math.floor(code / 100)}xx`;
   return 'other';
 }

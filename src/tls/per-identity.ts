@@ -53,11 +53,6 @@ export class PerIdentity<D extends Closable> {
     this.#retiring.set(id, timer);
   }
 
-  /** Generations with an open pool (for tests and status). */
-  generations(): number[] {
-    return [...this.#byGeneration.keys()].map((g) => g?.id ?? 0);
-  }
-
   async close(): Promise<void> {
     this.#closed = true;
     for (const t of this.#retiring.values()) clearTimeout(t);
