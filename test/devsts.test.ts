@@ -24,6 +24,7 @@ import { createJwtVerifier } from '../src/devsts/jwt-verifier.js';
 import { createTokenSigner } from '../src/devsts/token-signer.js';
 import { parseExchangeRequest } from '../src/devsts/exchange-request.js';
 import { parseFormParams } from '../src/oauth/request-parsing.js';
+import { send, type Reply } from './helpers/loopback.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -35,25 +36,6 @@ const FORM = 'application/x-www-form-urlencoded';
 
 /** RFC 6749 section 5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E. */
 const DESCRIPTION_CHARSET = /^[\x20-\x21\x23-\x5B\x5D-\x7E]+$/;
-
-interface Reply {
-  status: number;
-  headers: Headers;
-  body: Record<string, unknown>;
-  text: string;
-}
-
-async function send(url: string, init: RequestInit): Promise<Reply> {
-  const res = await fetch(url, init);
-  const text = await res.text();
-  let body: Record<string, unknown> = {};
-  try {
-    body = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    // Non-JSON bodies are asserted through `text`.
-  }
-  return { status: res.status, headers: res.headers, body, text };
-}
 
 function postForm(url: string, pairs: [string, string][], headers: Record<string, string> = {}): Promise<Reply> {
   return send(url, { method: 'POST', headers: { 'content-type': FORM, ...headers }, body: new URLSearchParams(pairs).toString() });

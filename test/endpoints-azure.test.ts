@@ -6,7 +6,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { runSdkClient, send, startEndpointStack, type EndpointStack } from './helpers/endpoints.js';
+import { runSdkClient, startEndpointStack, type EndpointStack } from './helpers/endpoints.js';
+import { send } from './helpers/loopback.js';
 
 const VAULT = 'https://vault.azure.net';
 const ARM = 'https://management.azure.com/';

@@ -8,7 +8,8 @@
 import { after, before, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { CLOUD_PLATFORM, runSdkClient, send, startEndpointStack, type EndpointStack } from './helpers/endpoints.js';
+import { CLOUD_PLATFORM, runSdkClient, startEndpointStack, type EndpointStack } from './helpers/endpoints.js';
+import { send } from './helpers/loopback.js';
 
 const WIF = '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pods/providers/k8s';
 const EMAIL = 'orders@shop-prod.iam.gserviceaccount.com';

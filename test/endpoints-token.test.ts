@@ -17,11 +17,10 @@ import {
   CLOUD_PLATFORM,
   JWT_TYPE,
   TOKEN_EXCHANGE,
-  send,
   startEndpointStack,
   type EndpointStack,
-  type Reply,
 } from './helpers/endpoints.js';
+import { send, type Reply } from './helpers/loopback.js';
 
 const ORDERS = 'https://orders.internal';
 const GRPC = 'https://grpc.internal';

@@ -91,21 +91,3 @@ export async function runSdkClient(env: Record<string, string>, home: string, ..
   return JSON.parse(stdout) as Record<string, unknown>;
 }
 
-export interface Reply {
-  readonly status: number;
-  readonly headers: Headers;
-  readonly body: Record<string, unknown>;
-  readonly text: string;
-}
-
-export async function send(url: string, init: RequestInit = {}): Promise<Reply> {
-  const res = await fetch(url, init);
-  const text = await res.text();
-  let body: Record<string, unknown> = {};
-  try {
-    body = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    // Plain-text replies are asserted through `text`.
-  }
-  return { status: res.status, headers: res.headers, body, text };
-}

@@ -70,3 +70,23 @@ export async function tempDir(prefix = 'sts-sidecar-test-'): Promise<TempDir> {
 export function secret(value: string, description = 'static test secret'): SecretSource {
   return { description, current: () => value, onChange: () => {}, close: () => {} };
 }
+
+/** A reply read whole: status, headers, the body as text and (when it is JSON) parsed. */
+export interface Reply {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: Record<string, unknown>;
+  readonly text: string;
+}
+
+export async function send(url: string, init: RequestInit = {}): Promise<Reply> {
+  const res = await fetch(url, init);
+  const text = await res.text();
+  let body: Record<string, unknown> = {};
+  try {
+    body = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // Non-JSON bodies are asserted through `text`.
+  }
+  return { status: res.status, headers: res.headers, body, text };
+}
