@@ -222,12 +222,11 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     const run = async (): Promise<CachedToken> => {
       assertUsable(subject, options.subjectTokens.description, started);
       const identity = entry.identity;
-      if (!identity) return { ...(await exchangeOnce()), identity };
       // RFC 8705 3.1: a token bound to another certificate would be refused upstream (or,
       // worse, accepted by a lax one). Discard it, ask once more, then fail closed.
       for (let attempt = 1; ; attempt++) {
         const token = await exchangeOnce();
-        if (checkCertificateBinding(token.accessToken, identity.thumbprint) !== 'mismatch') return { ...token, identity };
+        if (!identity || checkCertificateBinding(token.accessToken, identity.thumbprint) !== 'mismatch') return { ...token, identity };
         observer.bindingMismatch?.(entry.route.name);
         if (attempt === 2) {
           throw new StsError(
