@@ -24,6 +24,9 @@ export type ErrorCode =
   | 'ERR_ROUTE_NOT_FOUND'
   | 'ERR_FORWARD_DENIED'
   | 'ERR_FORWARD_BAD_TARGET'
+  | 'ERR_FORWARD_LOOP'
+  | 'ERR_PROXY_PATH_REJECTED'
+  | 'ERR_PROXY_METHOD_NOT_ALLOWED'
   | 'ERR_UPSTREAM_UNREACHABLE'
   | 'ERR_UPSTREAM_TIMEOUT'
   | 'ERR_UPSTREAM_TLS'
@@ -124,6 +127,33 @@ export class ForwardDeniedError extends SidecarError {
 export class ForwardTargetError extends SidecarError {
   constructor(message: string) {
     super('ERR_FORWARD_BAD_TARGET', message, 400);
+  }
+}
+
+/**
+ * A request that would come back to the sidecar itself (a CONNECT or absolute-form target that
+ * is one of its own listeners, or a request carrying its own Via): 508 (RFC 5842 7.2).
+ */
+export class ForwardLoopError extends SidecarError {
+  constructor(message: string) {
+    super('ERR_FORWARD_LOOP', message, 508);
+  }
+}
+
+/**
+ * A path whose meaning depends on who decodes it (dot-segments hidden behind an encoded
+ * slash, a backslash or NUL): an upstream could read it as outside the route (issue 10). 400.
+ */
+export class PathRejectedError extends SidecarError {
+  constructor(message: string) {
+    super('ERR_PROXY_PATH_REJECTED', message, 400);
+  }
+}
+
+/** A method the sidecar will not forward with a token (TRACE, RFC 9110 9.3.8): 405. */
+export class MethodNotAllowedError extends SidecarError {
+  constructor(message: string) {
+    super('ERR_PROXY_METHOD_NOT_ALLOWED', message, 405);
   }
 }
 

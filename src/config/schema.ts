@@ -40,6 +40,29 @@ const seconds = (min: number) => z.number().finite().min(min);
 
 const nonEmpty = z.string().min(1, 'must not be empty');
 
+/**
+ * A route's host as the app names it: a DNS name or IP literal, optionally with a port,
+ * nothing else (issue 10: "http://orders.internal", "orders.internal/api", "Orders Internal"
+ * and "*.example.internal" were accepted and never matched). Lower-cased, trailing dot removed.
+ */
+const routeHost = z.string().transform((value, ctx): string => {
+  const v = value.trim().toLowerCase().replace(/\.(?=:\d+$|$)/, '');
+  const match = /^(?:\[([0-9a-f:.]+)\]|([a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*))(?::(\d{1,5}))?$/.exec(v);
+  const port = match?.[3] === undefined ? 1 : Number(match[3]);
+  if (!match || (match[1] !== undefined && isIP(match[1]) !== 6) || port < 1 || port > 65535 || v.length > 260) {
+    const hint = /^[a-z][a-z0-9+.-]*:\/\//.test(v)
+      ? ' (no scheme: the scheme comes from how the app connects)'
+      : v.includes('/')
+        ? ' (no path: use pathPrefix)'
+        : v.includes('*')
+          ? ' (wildcards are not supported: list each host as its own route)'
+          : '';
+    ctx.addIssue({ code: 'custom', message: `expected a host name or IP address with an optional :port, got "${value.slice(0, 100)}"${hint}` });
+    return z.NEVER;
+  }
+  return v;
+});
+
 const stringList = z
   .union([nonEmpty, z.array(nonEmpty).min(1)])
   .transform((v) => (Array.isArray(v) ? v : [v]));
@@ -146,7 +169,7 @@ const authorizationSchema = z.strictObject({
 const routeSchema = z
   .strictObject({
     name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'use 1-64 letters, digits, "_", "." or "-"'),
-    host: nonEmpty.transform((h) => h.toLowerCase()).optional(),
+    host: routeHost.optional(),
     pathPrefix: z.string().startsWith('/', 'must start with "/"').default('/'),
     listen: listenAddress.optional(),
     /** Absent: a token-only route, served by tokenEndpoint / metadata and never proxied. */
@@ -160,7 +183,11 @@ const routeSchema = z
     /** Lazy routes exchange on first use and do not gate /readyz. */
     lazy: z.boolean().default(false),
     authorization: authorizationSchema.prefault({}),
-    /** Forward the app's Host header instead of the upstream's. */
+    /**
+     * Send the route's `host` as the Host header instead of the upstream's (for a gateway that
+     * routes by virtual host). Never the app's Host as such: that would let an app name any
+     * virtual host behind the gateway with this route's token (issue 10).
+     */
     preserveHost: z.boolean().default(false),
     upstreamTimeoutSeconds: seconds(0.01).default(30),
     /** PEM trust anchors for an https upstream (default: identity.ca, else the system's). */
@@ -183,10 +210,45 @@ const routeSchema = z
     if (!r.host && !r.listen) {
       ctx.addIssue({ code: 'custom', message: 'give "host" (shared proxy listener) or "listen" (dedicated port), or both' });
     }
+    if (r.preserveHost && !r.host) {
+      ctx.addIssue({ code: 'custom', path: ['preserveHost'], message: 'needs "host": it is the Host header sent upstream' });
+    }
     if (r.upstream.search || r.upstream.hash) {
       ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'must not have a query or fragment' });
     }
   });
+
+/**
+ * Limits on what a peer can consume (issue 10). Each is a bound a neighbour can push against;
+ * the defaults are what a sidecar ships with, documented in docs/security.md.
+ */
+const limitsSchema = z.strictObject({
+  /** Connections open at once, per listener; a connection past it is closed as it is accepted. */
+  maxConnections: z
+    .strictObject({
+      /** The shared proxy listener, and each route's dedicated listener. */
+      proxy: z.number().int().min(1).default(512),
+      admin: z.number().int().min(1).default(64),
+      /** The token endpoint and each metadata emulation listener. */
+      endpoints: z.number().int().min(1).default(64),
+    })
+    .prefault({}),
+  /** Pipelined requests one connection may have in flight; a connection that sends more is closed. */
+  maxRequestsInFlightPerConnection: z.number().int().min(1).default(16),
+  /** Time for an app to send a complete request head; also bounds a connection that sends nothing. */
+  headersTimeoutSeconds: seconds(0.1).default(15),
+  /** Time for an app to send a whole request, body included. */
+  requestTimeoutSeconds: seconds(0.1).default(300),
+  /** A kept-alive connection with no request in flight is closed after this. */
+  keepAliveTimeoutSeconds: seconds(0.1).default(30),
+  /** A connection, upgraded connection or spliced tunnel with no bytes either way for this long is closed. */
+  idleTimeoutSeconds: seconds(0.1).default(600),
+  /**
+   * A 401 from an upstream drops the token and exchanges again at most once per route in this
+   * window; other 401s in the window reach the app as they are (no exchange storm, issue 10).
+   */
+  reexchangeAfter401IntervalSeconds: seconds(0).default(5),
+});
 
 const cacheSchema = z.strictObject({
   /** Refresh when this fraction of the token's lifetime is left (refresh-ahead). */
@@ -223,6 +285,11 @@ const tokenEndpointSchema = z.strictObject({
   callers: z.enum(['pod-token', 'loopback']).default('pod-token'),
   /** Route for requests whose audience/resource/scope match no route. */
   defaultRoute: routeName.optional(),
+  /**
+   * The routes whose tokens this endpoint may hand out (issue 10). Default: the token-only
+   * routes (no upstream); a proxied route's token is served only when listed here.
+   */
+  routes: z.array(routeName).optional(),
 });
 
 /** GCE metadata server emulation for google-auth-library, gcp-metadata and friends (GCE_METADATA_HOST). */
@@ -260,13 +327,23 @@ const metadataSchema = z.strictObject({ gce: gceMetadataSchema.optional(), azure
 
 export const configSchema = z
   .strictObject({
-    proxy: z.strictObject({ listen: listenAddress.default({ host: '127.0.0.1', port: 15001 }) }).prefault({}),
+    proxy: z
+      .strictObject({
+        listen: listenAddress.default({ host: '127.0.0.1', port: 15001 }),
+        /**
+         * Let proxy.listen and routes[].listen bind a non-loopback address, so other pods or
+         * hosts can send requests that leave with this workload's tokens. Off by default.
+         */
+        allowNonLoopback: z.boolean().default(false),
+      })
+      .prefault({}),
     admin: z.strictObject({ listen: listenAddress.default({ host: '127.0.0.1', port: 15000 }) }).prefault({}),
     log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
     subjectToken: subjectTokenSchema,
     sts: stsSchema,
     identity: identitySchema.optional(),
     cache: cacheSchema.prefault({}),
+    limits: limitsSchema.prefault({}),
     shutdown: z.strictObject({ drainSeconds: seconds(0).default(15) }).prefault({}),
     forward: forwardSchema.prefault({}),
     routes: z.array(routeSchema).min(1, 'configure at least one route'),
@@ -282,7 +359,19 @@ function isAddress(v: unknown): v is ListenAddress {
 }
 
 function checkCrossReferences(c: Record<string, unknown>, ctx: z.RefinementCtx): void {
-  const proxy = (c['proxy'] as { listen?: unknown } | undefined)?.listen;
+  const proxySection = c['proxy'] as { listen?: unknown; allowNonLoopback?: unknown } | undefined;
+  const proxy = proxySection?.listen;
+  const remoteAllowed = proxySection?.allowNonLoopback === true;
+  const checkProxyListen = (listen: unknown, path: PropertyKey[]) => {
+    if (isAddress(listen) && !remoteAllowed && !isLoopbackHost(listen.host)) {
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: `${listen.host} is not a loopback address: requests from other hosts would leave with this workload's tokens; bind 127.0.0.1, or set proxy.allowNonLoopback: true`,
+      });
+    }
+  };
+  checkProxyListen(proxy, ['proxy', 'listen']);
   const admin = (c['admin'] as { listen?: unknown } | undefined)?.listen;
   const listens = new Map<string, string>();
   if (isAddress(proxy)) listens.set(addressKey(proxy), 'proxy.listen');
@@ -333,6 +422,7 @@ function checkCrossReferences(c: Record<string, unknown>, ctx: z.RefinementCtx):
       hostPaths.add(key);
     }
     const listen = r['listen'];
+    checkProxyListen(listen, ['routes', i, 'listen']);
     if (isAddress(listen) && listen.port !== 0) {
       const other = listens.get(addressKey(listen));
       if (other) ctx.addIssue({ code: 'custom', path: ['routes', i, 'listen'], message: `is the same address as ${other}` });
@@ -367,6 +457,8 @@ function checkEndpoints(c: Record<string, unknown>, ctx: z.RefinementCtx, routeN
   if (token) {
     checkListen(token.listen, ['tokenEndpoint', 'listen'], false);
     if (token.defaultRoute !== undefined) checkRoute(token.defaultRoute, ['tokenEndpoint', 'defaultRoute']);
+    const served = (token as { routes?: unknown }).routes;
+    if (Array.isArray(served)) served.forEach((name, j) => checkRoute(name, ['tokenEndpoint', 'routes', j]));
   }
   const gce = metadata?.gce;
   if (gce) {
@@ -435,4 +527,5 @@ export type ClientAuthConfig = StsConfig['clientAuth'];
 export type SecretSourceConfig = z.output<typeof secretSource>;
 export type IdentityConfig = NonNullable<Config['identity']>;
 export type ForwardConfig = Config['forward'];
+export type LimitsConfig = Config['limits'];
 export type LogLevel = (typeof LOG_LEVELS)[number];
