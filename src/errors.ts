@@ -8,32 +8,62 @@
  * error codes). Upstream text that could echo a token goes through `scrub()`.
  */
 
+/**
+ * Every code, each with the one line docs/design.md shows for it (the table there is generated
+ * from this file by test/helpers/error-table.ts; a code without its own line shows its class's).
+ */
 export type ErrorCode =
+  /** The configuration breaks the schema or a cross-reference; the message names the key path (check-config exits 2). */
   | 'ERR_CONFIG_INVALID'
+  /** The config file cannot be read. */
   | 'ERR_CONFIG_UNREADABLE'
+  /** Declared for a subject token that cannot be read; no code raises it today. */
   | 'ERR_SUBJECT_TOKEN_UNAVAILABLE'
+  /** The subject token is a JWT past its own `exp`: it is never sent to the STS. */
   | 'ERR_SUBJECT_TOKEN_EXPIRED'
+  /** The STS did not answer within `sts.timeoutSeconds`. */
   | 'ERR_STS_TIMEOUT'
+  /** The connection to the STS failed. */
   | 'ERR_STS_UNREACHABLE'
+  /** The STS answered with a 5xx status. */
   | 'ERR_STS_SERVER_ERROR'
+  /** The STS refused the exchange with an RFC 6749 section 5.2 error (kept as `error`, scrubbed). */
   | 'ERR_STS_OAUTH_ERROR'
+  /** The STS's reply is not a conformant RFC 8693 section 2.2.1 response. */
   | 'ERR_STS_RESPONSE_INVALID'
+  /** The STS's reply is larger than `sts.maxResponseBytes`. */
   | 'ERR_STS_RESPONSE_TOO_LARGE'
+  /** Twice in a row the STS bound the token to another certificate than the identity's (RFC 8705 section 3.1). */
   | 'ERR_STS_TOKEN_BINDING_MISMATCH'
+  /** No valid token for the route; the request is refused, never forwarded bare (`cause` names the root code). */
   | 'ERR_TOKEN_UNAVAILABLE'
+  /** No route matches the request; nothing is forwarded. */
   | 'ERR_ROUTE_NOT_FOUND'
+  /** Forward proxy with `forward.unmatched: deny`: no route matches the destination. */
   | 'ERR_FORWARD_DENIED'
+  /** Forward proxy: a request target it cannot use (bad authority, scheme or port). */
   | 'ERR_FORWARD_BAD_TARGET'
+  /** The request would come back to the sidecar itself (one of its own listeners, or its own Via). */
   | 'ERR_FORWARD_LOOP'
+  /** A path whose meaning depends on who decodes it (encoded slash with dot-segments, backslash, NUL). */
   | 'ERR_PROXY_PATH_REJECTED'
+  /** A method the sidecar will not forward with a token (TRACE, RFC 9110 section 9.3.8). */
   | 'ERR_PROXY_METHOD_NOT_ALLOWED'
+  /** The connection to the upstream failed. */
   | 'ERR_UPSTREAM_UNREACHABLE'
+  /** The upstream timed out: connecting, or no headers or body chunk within `routes[].upstreamTimeoutSeconds`. */
   | 'ERR_UPSTREAM_TIMEOUT'
+  /** TLS with the upstream failed (handshake or certificate). */
   | 'ERR_UPSTREAM_TLS'
+  /** Declared for other upstream failures; no code raises it today. */
   | 'ERR_UPSTREAM_FAILED'
+  /** `verifyBoundToken`: signature, issuer, audience, expiry or a malformed `cnf`. */
   | 'ERR_BOUND_TOKEN_INVALID'
+  /** `verifyBoundToken`: the token is bound but the connection carried no client certificate. */
   | 'ERR_BOUND_TOKEN_NO_CLIENT_CERT'
+  /** `verifyBoundToken`: binding is required and the token has no `cnf.x5t#S256`. */
   | 'ERR_BOUND_TOKEN_NOT_BOUND'
+  /** `verifyBoundToken`: the token is bound to another certificate than the connection's. */
   | 'ERR_BOUND_TOKEN_MISMATCH';
 
 export class SidecarError extends Error {

@@ -12,7 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import { decodeJwt, exportJWK, type JSONWebKeySet } from 'jose';
 import { Agent, request } from 'undici';
 import { startDevSts, createWorkloadIssuer, type DevSts, type DevStsOptions } from '../src/devsts/index.js';
-import { verifyBoundToken } from '../src/index.js';
+import { verifyBoundToken } from 'sts-sidecar/verify';
 import type { KeyPairPem } from '../src/pki/certificates.js';
 import { certificateThumbprint } from '../src/tls/thumbprint.js';
 import { closeAfter, sleep, startHarness, type SidecarHarness } from './helpers/harness.js';

@@ -12,7 +12,7 @@ import { createLocalJWKSet, decodeJwt, generateKeyPair, exportJWK, SignJWT, type
 import type { Agent } from 'undici';
 import { startDemoUpstream, type DemoUpstream } from '../src/demo/upstream.js';
 import { createWorkloadIssuer, startDevSts, type DevSts } from '../src/devsts/index.js';
-import { BoundTokenError, verifyBoundToken, type BoundTokenErrorCode, type PeerCertificateInput } from '../src/index.js';
+import { BoundTokenError, verifyBoundToken, type BoundTokenErrorCode, type PeerCertificateInput } from 'sts-sidecar/verify';
 import { certificateThumbprint } from '../src/tls/thumbprint.js';
 import { startHttpServer, type LoopbackServer } from './helpers/loopback.js';
 import { createTestPki, exchangeForm, postForm, send, tlsAgent, type TestPki } from './helpers/mtls.js';

@@ -1,13 +1,12 @@
 #!/usr/bin/env node
 /**
  * sts-sidecar command line: run | check-config | dev-sts | demo.
+ *
+ * The development commands are imported on use, so `run` never loads the reference STS or
+ * the demo (issue 11 item 6; test/layering.test.ts checks it).
  */
 import { runCommand } from './run.js';
 import { checkConfigCommand } from './check-config.js';
-import { demoCommand } from './demo.js';
-import { demoUpstreamCommand } from './demo-upstream.js';
-import { demoTokenIssuerCommand } from './demo-token-issuer.js';
-import { runDevStsCommand } from '../devsts/cli.js';
 import { VERSION } from '../version.js';
 
 const USAGE = `sts-sidecar ${VERSION}: exchanges the workload's credential at an STS (RFC 8693) and injects the token
@@ -42,13 +41,13 @@ export async function main(argv: string[]): Promise<number> {
     case 'check-config':
       return checkConfigCommand(rest);
     case 'dev-sts':
-      return runDevStsCommand(rest);
+      return (await import('../devsts/cli.js')).runDevStsCommand(rest);
     case 'demo':
-      return demoCommand(rest);
+      return (await import('./demo.js')).demoCommand(rest);
     case 'demo-upstream':
-      return demoUpstreamCommand(rest);
+      return (await import('./demo-upstream.js')).demoUpstreamCommand(rest);
     case 'demo-token-issuer':
-      return demoTokenIssuerCommand(rest);
+      return (await import('./demo-token-issuer.js')).demoTokenIssuerCommand(rest);
     default:
       if (first.startsWith('-')) return runCommand(argv);
       process.stderr.write(`sts-sidecar: unknown command "${first}"\n\n${USAGE}`);
