@@ -98,7 +98,20 @@ export interface TokenProviderOptions {
   readonly observer?: TokenProviderObserver;
   readonly now?: () => number;
   readonly random?: () => number;
+  /** Where refresh and retry timers are armed (tests pass a fake clock's). */
+  readonly timers?: Timers;
 }
+
+/** The part of Node's timer API the cache uses, injectable so tests run on a fake clock. */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const NODE_TIMERS: Timers = {
+  setTimeout: (callback, ms) => setTimeout(callback, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
 
 interface Entry {
   readonly key: string;
@@ -112,12 +125,13 @@ interface Entry {
   nextAttemptAt: number;
   lastError: unknown;
   lastUsed: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: unknown;
 }
 
 export function createTokenProvider(options: TokenProviderOptions): TokenProvider {
   const now = options.now ?? Date.now;
   const random = options.random ?? Math.random;
+  const timers = options.timers ?? NODE_TIMERS;
   const observer = options.observer ?? {};
   // Per route: the fixed part of its cache key, and the entry the last lookup found for
   // the last subject-token object, so the steady state skips building and hashing the key.
@@ -174,7 +188,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   }
 
   function drop(entry: Entry): void {
-    clearTimeout(entry.timer);
+    timers.clearTimeout(entry.timer);
     const slot = slots.get(entry.route.name);
     if (slot?.lastEntry === entry) slot.lastEntry = undefined;
     if (entry.token) forgetSecret(entry.token.accessToken);
@@ -182,10 +196,9 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   }
 
   function schedule(entry: Entry, at: number): void {
-    clearTimeout(entry.timer);
+    timers.clearTimeout(entry.timer);
     if (closed) return;
-    entry.timer = setTimeout(() => onTimer(entry), Math.max(0, at - now()));
-    entry.timer.unref();
+    entry.timer = timers.setTimeout(() => onTimer(entry), Math.max(0, at - now()));
   }
 
   /** Timer: refresh ahead or retry, as long as someone still wants this route's token. */
@@ -395,7 +408,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     warmUp,
     close() {
       closed = true;
-      for (const e of entries.values()) clearTimeout(e.timer);
+      for (const e of entries.values()) timers.clearTimeout(e.timer);
     },
   };
 }
