@@ -8,6 +8,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeAfter, parsedLogs, sleep, startHarness, startUpstream, TOKEN_TYPE_ACCESS, type SidecarHarness } from './helpers/harness.js';
 import { readBody, send, startHttpServer, type LoopbackServer, type Reply } from './helpers/loopback.js';
+import { createRedactor } from '../src/log/redact.js';
+import type { SecretSource } from '../src/credentials/secret-source.js';
 
 const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
@@ -163,5 +165,44 @@ describe('issue 10 item 23: each sidecar owns its redactor', () => {
     const afterClose = await echoed(beta, 'phase-2');
     assert.ok(afterClose.includes('beta=[Redacted],[Redacted]'), afterClose);
     assert.ok(afterClose.includes(`alpha=${a.subject},${a.token}`), `beta still scrubs the closed alpha's secrets: ${afterClose}`);
+  });
+});
+
+describe('the Redactor', () => {
+  test('a value registered twice (two routes holding one token) stays scrubbed until forgotten twice', () => {
+    const redactor = createRedactor();
+    redactor.register('shared-token-value');
+    redactor.register('shared-token-value');
+    redactor.forget('shared-token-value');
+    assert.equal(redactor.scrub('x shared-token-value x'), 'x [Redacted] x');
+    redactor.forget('shared-token-value');
+    assert.equal(redactor.scrub('x shared-token-value x'), 'x shared-token-value x');
+  });
+
+  test('a tracked source: the current value and the one before it are scrubbed, older ones are not', () => {
+    let value = 'first-secret-value';
+    const listeners: Array<() => void> = [];
+    const source: SecretSource = { description: 'test', current: () => value, onChange: (l) => void listeners.push(l), close: () => {} };
+    const redactor = createRedactor();
+    redactor.track(source);
+    const rotate = (next: string) => {
+      value = next;
+      listeners.forEach((l) => l());
+    };
+    rotate('second-secret-value');
+    assert.equal(redactor.scrub('first-secret-value second-secret-value'), '[Redacted] [Redacted]');
+    rotate('third-secret-value');
+    assert.equal(redactor.scrub('first-secret-value second-secret-value third-secret-value'), 'first-secret-value [Redacted] [Redacted]');
+  });
+
+  test('a secret inside a larger base64 blob is scrubbed at every byte alignment; `also` adds secrets for one call', () => {
+    const redactor = createRedactor();
+    redactor.register('the-registered-one');
+    for (const prefix of ['', 'a', 'ab', 'abc']) {
+      const blob = b64(`{"${prefix}":"the-registered-one","n":1}`);
+      assert.ok(!exposes(redactor.scrub(blob), 'the-registered-one'), `${prefix.length}-byte prefix: ${redactor.scrub(blob)}`);
+    }
+    assert.equal(redactor.scrub('one-call-secret', 512, ['one-call-secret']), '[Redacted]');
+    assert.equal(redactor.scrub('one-call-secret'), 'one-call-secret');
   });
 });

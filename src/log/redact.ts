@@ -45,24 +45,25 @@ export interface Redactor {
 }
 
 export function createRedactor(): Redactor {
-  const counts = new Map<string, number>();
+  const registered = new Map<string, { count: number; readonly forms: readonly string[] }>();
   /** Every encoded form of every registered secret, longest first; rebuilt after a change. */
   let compiled: readonly string[] | undefined;
 
   const register = (secret: string) => {
     if (secret.length < MIN_SECRET_LENGTH) return;
-    counts.set(secret, (counts.get(secret) ?? 0) + 1);
+    const known = registered.get(secret);
+    if (known) known.count += 1;
+    else registered.set(secret, { count: 1, forms: encodedForms(secret) });
     compiled = undefined;
   };
   const forget = (secret: string) => {
-    const n = counts.get(secret);
-    if (n === undefined) return;
-    if (n > 1) counts.set(secret, n - 1);
-    else counts.delete(secret);
+    const known = registered.get(secret);
+    if (!known) return;
+    if (--known.count === 0) registered.delete(secret);
     compiled = undefined;
   };
   const patterns = (also: ReadonlyArray<string | undefined>): readonly string[] => {
-    compiled ??= longestFirst([...counts.keys()].flatMap(encodedForms));
+    compiled ??= longestFirst([...registered.values()].flatMap((r) => r.forms));
     const extra = also.filter((s): s is string => s !== undefined && s.length >= MIN_SECRET_LENGTH);
     return extra.length === 0 ? compiled : longestFirst([...compiled, ...extra.flatMap(encodedForms)]);
   };
