@@ -16,7 +16,7 @@ import { createSubjectTokenProvider } from './credentials/subject-token.js';
 import { endpointListeners, type EndpointName } from './endpoints/index.js';
 import { ConfigError } from './errors.js';
 import { createLogger, type Logger } from './log/logger.js';
-import { trackSecretSource } from './log/redact.js';
+import { createRedactor, type Redactor } from './log/redact.js';
 import { LogThrottle } from './log/throttle.js';
 import { openInterceptionCa } from './proxy/forward/ca.js';
 import { createForwardProxy } from './proxy/forward/forward-proxy.js';
@@ -38,6 +38,7 @@ import { createStsClient, type StsClient } from './sts/client.js';
 export interface StartOptions {
   /** Where logs go (default stdout). Tests pass a stream to inspect them. */
   readonly logDestination?: DestinationStream;
+  /** A logger of your own scrubs only what its own redactor knows, not this sidecar's secrets. */
   readonly logger?: Logger;
   /** Wait for the first exchange of every eager route before resolving (default false). */
   readonly waitForTokens?: boolean;
@@ -58,17 +59,19 @@ export interface Sidecar {
 }
 
 export async function startSidecar(config: Config, options: StartOptions = {}): Promise<Sidecar> {
-  const logger = options.logger ?? createLogger(config.log.level, options.logDestination);
+  // One redactor per sidecar (issue 10 item 23): its secrets live and die with it.
+  const redactor = createRedactor();
+  const logger = options.logger ?? createLogger(config.log.level, options.logDestination, redactor);
   const cleanups: Array<() => void | Promise<void>> = [];
   try {
-    return await build(config, options, logger, cleanups);
+    return await build(config, options, logger, redactor, cleanups);
   } catch (err) {
     for (const c of cleanups.reverse()) await c();
     throw err;
   }
 }
 
-async function build(config: Config, options: StartOptions, logger: Logger, cleanups: Array<() => void | Promise<void>>): Promise<Sidecar> {
+async function build(config: Config, options: StartOptions, logger: Logger, redactor: Redactor, cleanups: Array<() => void | Promise<void>>): Promise<Sidecar> {
   const onSourceError = (what: string) => (err: unknown) =>
     logger.warn({ err, source: what }, 'could not re-read a credential file; keeping the previous value');
 
@@ -78,7 +81,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     onError: onSourceError('subjectToken'),
   });
   cleanups.push(() => subjectSource.close());
-  trackSecretSource(subjectSource);
+  redactor.track(subjectSource);
   subjectSource.onChange(() => logger.info({ source: subjectSource.description }, 'subject token changed; exchanging ahead for active routes'));
   const subjectTokens = createSubjectTokenProvider(subjectSource, config.subjectToken.type);
 
@@ -87,7 +90,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
   if (sts.actorToken) {
     const source = await openSecretSource(sts.actorToken, { keyPath: 'sts.actorToken', onError: onSourceError('sts.actorToken') });
     cleanups.push(() => source.close());
-    trackSecretSource(source);
+    redactor.track(source);
     actorToken = { current: () => source.current(), type: sts.actorToken.type };
   }
 
@@ -103,7 +106,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     cleanups.push(() => identity?.close());
   }
 
-  const clientAuth = await clientAuthFromConfig(config, identity, cleanups, onSourceError('sts.clientAuth'));
+  const clientAuth = await clientAuthFromConfig(config, identity, cleanups, onSourceError('sts.clientAuth'), redactor);
   const stsClient: StsClient = createStsClient({
     url: sts.url,
     encoding: sts.encoding,
@@ -116,6 +119,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     },
     timeoutMs: sts.timeoutSeconds * 1000,
     maxResponseBytes: sts.maxResponseBytes,
+    redactor,
   });
   cleanups.push(() => stsClient.close());
 
@@ -130,6 +134,8 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     retryInitialDelayMs: config.cache.retryInitialDelaySeconds * 1000,
     retryMaxDelayMs: config.cache.retryMaxDelaySeconds * 1000,
     maxEntries: config.cache.maxEntries,
+    reexchangeAfter401IntervalMs: config.limits.reexchangeAfter401IntervalSeconds * 1000,
+    redactor,
     observer: {
       ...metrics.tokenObserver,
       exchanged(route, result, seconds, error) {

@@ -10,13 +10,18 @@
  * - Single flight: one exchange per key, detached from the request that started it,
  *   so a client that disconnects never aborts the exchange others wait on.
  * - On STS failure the current token is served until it really expires while retries
- *   back off exponentially with jitter; after expiry requests fail closed.
+ *   back off exponentially with jitter; after expiry requests fail closed. That holds
+ *   across a subject-token rotation too: while the new subject token's exchange fails,
+ *   the route's previous token (same certificate) is served until it expires.
+ * - Every timer is bounded (Node turns a delay past 2^31-1 ms into 1 ms) and every
+ *   lifetime clamped, so a long-lived token cannot start a refresh storm (issue 10 item 4).
+ * - An upstream 401 drops a token at most once per route per window (issue 10 item 5).
  */
 import { SidecarError, StsError, TokenUnavailableError } from '../errors.js';
 import { assertUsable, type SubjectToken, type SubjectTokenProvider } from '../credentials/subject-token.js';
-import { forgetSecret, registerSecret } from '../log/redact.js';
+import { createRedactor, type Redactor } from '../log/redact.js';
 import type { ExchangeParams } from '../sts/exchange-request.js';
-import type { IssuedToken } from '../sts/exchange-response.js';
+import { MAX_TOKEN_LIFETIME_MS, type IssuedToken } from '../sts/exchange-response.js';
 import { checkCertificateBinding } from '../tls/binding.js';
 import type { IdentityGeneration } from '../tls/identity.js';
 
@@ -44,8 +49,13 @@ export interface RouteExchange {
 export interface TokenProvider {
   /** A token that is valid now, from cache or from a (shared) exchange. Throws TokenUnavailableError. */
   getToken(route: string): Promise<CachedToken>;
-  /** The upstream rejected this token (401): never inject it again. */
-  invalidate(route: string, accessToken: string): void;
+  /**
+   * The upstream rejected this token (401). True when the caller may retry with another
+   * token: this one was dropped now, or was already replaced. False when the drop was
+   * refused because the route already had a 401-triggered drop within the
+   * `reexchangeAfter401IntervalMs` window (the token stays; no exchange).
+   */
+  invalidate(route: string, accessToken: string): boolean;
   status(now?: number): RouteTokenStatus[];
   /** Exchange for every eager route; resolves when each has succeeded or failed once. */
   warmUp(): Promise<void>;
@@ -79,6 +89,8 @@ export interface TokenProviderObserver {
   cacheMiss?(route: string): void;
   exchanged?(route: string, result: ExchangeResult, seconds: number, error?: unknown): void;
   invalidated?(route: string): void;
+  /** A 401-triggered drop refused: the route had one within the window. */
+  invalidationRefused?(route: string): void;
   /** The STS issued a token bound to another certificate; it was discarded. */
   bindingMismatch?(route: string): void;
 }
@@ -95,10 +107,30 @@ export interface TokenProviderOptions {
   readonly retryInitialDelayMs: number;
   readonly retryMaxDelayMs: number;
   readonly maxEntries: number;
+  /** At most one 401-triggered drop (and so exchange) per route in this window; default 0 (no bound). */
+  readonly reexchangeAfter401IntervalMs?: number;
+  /** The sidecar's redactor: issued tokens are registered while cached (issue 10 item 23). */
+  readonly redactor?: Redactor;
   readonly observer?: TokenProviderObserver;
   readonly now?: () => number;
   readonly random?: () => number;
+  /** Where refresh and retry timers are armed (tests pass a fake clock's). */
+  readonly timers?: Timers;
 }
+
+/** The part of Node's timer API the cache uses, injectable so tests run on a fake clock. */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** Node's largest timer delay; a longer one fires after 1 ms (issue 10 item 4). */
+export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
+const NODE_TIMERS: Timers = {
+  setTimeout: (callback, ms) => setTimeout(callback, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
 
 interface Entry {
   readonly key: string;
@@ -112,12 +144,17 @@ interface Entry {
   nextAttemptAt: number;
   lastError: unknown;
   lastUsed: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: unknown;
 }
 
 export function createTokenProvider(options: TokenProviderOptions): TokenProvider {
   const now = options.now ?? Date.now;
   const random = options.random ?? Math.random;
+  const timers = options.timers ?? NODE_TIMERS;
+  const redactor = options.redactor ?? createRedactor();
+  const reexchangeAfter401IntervalMs = options.reexchangeAfter401IntervalMs ?? 0;
+  /** Per route: when a 401 last dropped its token. */
+  const last401Drop = new Map<string, number>();
   const observer = options.observer ?? {};
   // Per route: the fixed part of its cache key, and the entry the last lookup found for
   // the last subject-token object, so the steady state skips building and hashing the key.
@@ -174,18 +211,23 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   }
 
   function drop(entry: Entry): void {
-    clearTimeout(entry.timer);
+    timers.clearTimeout(entry.timer);
     const slot = slots.get(entry.route.name);
     if (slot?.lastEntry === entry) slot.lastEntry = undefined;
-    if (entry.token) forgetSecret(entry.token.accessToken);
+    if (entry.token) redactor.forget(entry.token.accessToken);
     entries.delete(entry.key);
   }
 
+  /**
+   * Arms the entry's timer for `at`. A delay past Node's limit would fire after 1 ms and
+   * refresh in a loop: arm at most the limit and, when that fires early, arm again.
+   */
   function schedule(entry: Entry, at: number): void {
-    clearTimeout(entry.timer);
+    timers.clearTimeout(entry.timer);
+    entry.timer = undefined;
     if (closed) return;
-    entry.timer = setTimeout(() => onTimer(entry), Math.max(0, at - now()));
-    entry.timer.unref();
+    const delay = Math.min(Math.max(0, at - now()), MAX_TIMER_DELAY_MS);
+    entry.timer = timers.setTimeout(() => (now() < at ? schedule(entry, at) : onTimer(entry)), delay);
   }
 
   /** Timer: refresh ahead or retry, as long as someone still wants this route's token. */
@@ -237,8 +279,8 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
       }
     };
     const inflight = run().then(
-      (token) => {
-        onSuccess(entry, token);
+      (issued) => {
+        const token = onSuccess(entry, issued);
         observer.exchanged?.(entry.route.name, 'success', (now() - started) / 1000);
         return token;
       },
@@ -257,9 +299,10 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     return inflight;
   }
 
-  function onSuccess(entry: Entry, token: CachedToken): void {
-    if (entry.token) forgetSecret(entry.token.accessToken);
-    registerSecret(token.accessToken);
+  function onSuccess(entry: Entry, issued: CachedToken): CachedToken {
+    if (entry.token) redactor.forget(entry.token.accessToken);
+    redactor.register(issued.accessToken);
+    const token = clampLifetime(issued);
     const lifetime = Math.max(0, token.expiresAt - token.issuedAt);
     entry.token = token;
     entry.usableUntil = token.expiresAt - Math.min(options.expirySkewMs, lifetime * 0.05);
@@ -273,6 +316,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
       if (other !== entry && other.route === entry.route && !other.inflight) drop(other);
     }
     schedule(entry, entry.refreshAt);
+    return token;
   }
 
   function onFailure(entry: Entry, err: unknown): void {
@@ -329,26 +373,57 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     }
     observer.cacheMiss?.(routeName);
     if (!entry.inflight && entry.lastError !== undefined && t < entry.nextAttemptAt) {
-      // Backing off after a failure and nothing valid to serve: fail closed, fast.
+      // Backing off after a failure: the previous token if it is still valid, else fail closed, fast.
+      const previous = servePrevious(entry, t);
+      if (previous) return previous;
       throw new TokenUnavailableError(routeName, entry.lastError);
     }
     try {
       return await exchangeFor(entry, subject);
     } catch (err) {
+      const previous = servePrevious(entry, now());
+      if (previous) return previous;
       throw new TokenUnavailableError(routeName, err);
     }
   }
 
-  function invalidate(routeName: string, accessToken: string): void {
-    for (const entry of entries.values()) {
-      if (entry.route.name === routeName && entry.token?.accessToken === accessToken) {
-        forgetSecret(accessToken);
-        entry.token = undefined;
-        entry.usableUntil = 0;
-        entry.refreshAt = 0;
-        observer.invalidated?.(routeName);
-      }
+  /**
+   * Issue 10 item 13: the subject token rotated (new key) and its exchange fails. The
+   * route's token from before the rotation is still valid: serve it until it expires, as
+   * any token is served through an STS outage. Only one obtained with the same certificate
+   * generation: a token bound to a retired certificate goes with that certificate.
+   */
+  function servePrevious(entry: Entry, t: number): CachedToken | undefined {
+    let previous: Entry | undefined;
+    for (const e of entries.values()) {
+      if (e === entry || e.route !== entry.route || e.identity !== entry.identity || !e.token || t >= e.usableUntil) continue;
+      if (!previous || e.usableUntil > previous.usableUntil) previous = e;
     }
+    if (!previous) return undefined;
+    previous.lastUsed = t;
+    return previous.token;
+  }
+
+  function invalidate(routeName: string, accessToken: string): boolean {
+    const holders = [...entries.values()].filter((e) => e.route.name === routeName && e.token?.accessToken === accessToken);
+    // Already replaced (or dropped by an earlier 401): the caller's next getToken finds another.
+    if (holders.length === 0) return true;
+    const t = now();
+    const lastDrop = last401Drop.get(routeName);
+    if (lastDrop !== undefined && t - lastDrop < reexchangeAfter401IntervalMs) {
+      // A 401 storm (a path that always answers 401) must not become an exchange storm.
+      observer.invalidationRefused?.(routeName);
+      return false;
+    }
+    last401Drop.set(routeName, t);
+    for (const entry of holders) {
+      redactor.forget(accessToken);
+      entry.token = undefined;
+      entry.usableUntil = 0;
+      entry.refreshAt = 0;
+    }
+    observer.invalidated?.(routeName);
+    return true;
   }
 
   function status(t = now()): RouteTokenStatus[] {
@@ -395,9 +470,18 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     warmUp,
     close() {
       closed = true;
-      for (const e of entries.values()) clearTimeout(e.timer);
+      for (const e of entries.values()) {
+        timers.clearTimeout(e.timer);
+        if (e.token) redactor.forget(e.token.accessToken);
+      }
     },
   };
+}
+
+/** The token with its lifetime clamped (issue 10 item 4): the exchange may be any function. */
+function clampLifetime<T extends CachedToken>(token: T): T {
+  const latest = token.issuedAt + MAX_TOKEN_LIFETIME_MS;
+  return token.expiresAt > latest || Number.isNaN(token.expiresAt) ? { ...token, expiresAt: latest } : token;
 }
 
 function classify(err: unknown): ExchangeResult {

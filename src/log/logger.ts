@@ -3,10 +3,11 @@
  *  - pino's path redaction, compiled once, for every field that can hold a credential;
  *  - an error serializer that scrubs messages and stacks (an STS may echo a token);
  *  - message strings are scrubbed too.
- * See redact.ts for the scrubbing rules.
+ * Scrubbing uses the sidecar's own Redactor (issue 10 item 23), so a logger knows the
+ * secrets of the sidecar it belongs to and of no other. See redact.ts for the rules.
  */
 import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
-import { REDACTED, scrub } from './redact.js';
+import { createRedactor, REDACTED, type Redactor } from './redact.js';
 import type { LogLevel } from '../config/schema.js';
 
 export type Logger = PinoLogger;
@@ -43,17 +44,22 @@ interface SerializedError {
   cause?: SerializedError;
 }
 
-function serializeError(err: unknown, depth = 0): SerializedError {
-  if (!(err instanceof Error)) return { type: typeof err, message: scrub(String(err)) };
-  const out: SerializedError = { type: err.name, message: scrub(err.message) };
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string') out.code = code;
-  if (err.stack) out.stack = scrub(err.stack, 4096);
-  if (err.cause !== undefined && depth < 4) out.cause = serializeError(err.cause, depth + 1);
-  return out;
+function errorSerializer(redactor: Redactor): (err: unknown) => SerializedError {
+  const serialize = (err: unknown, depth: number): SerializedError => {
+    if (!(err instanceof Error)) return { type: typeof err, message: redactor.scrub(String(err)) };
+    const out: SerializedError = { type: err.name, message: redactor.scrub(err.message) };
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string') out.code = code;
+    if (err.stack) out.stack = redactor.scrub(err.stack, 4096);
+    if (err.cause !== undefined && depth < 4) out.cause = serialize(err.cause, depth + 1);
+    return out;
+  };
+  return (err) => serialize(err, 0);
 }
 
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+/** `redactor`: the sidecar's own; without one the logger scrubs JWT-shaped strings only. */
+export function createLogger(level: LogLevel, destination?: DestinationStream, redactor: Redactor = createRedactor()): Logger {
+  const serializeError = errorSerializer(redactor);
   return pino(
     {
       name: 'sts-sidecar',
@@ -65,7 +71,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       hooks: {
         logMethod(args, method) {
           for (let i = 0; i < args.length; i++) {
-            if (typeof args[i] === 'string') args[i] = scrub(args[i] as string, 2048);
+            if (typeof args[i] === 'string') args[i] = redactor.scrub(args[i] as string, 2048);
           }
           method.apply(this, args);
         },

@@ -7,9 +7,10 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import { openSecretSource } from '../credentials/secret-source.js';
 import { ConfigError } from '../errors.js';
-import { trackSecretSource } from '../log/redact.js';
+import type { Redactor } from '../log/redact.js';
 import type { WorkloadIdentity } from '../tls/identity.js';
 import {
+  basicCredentials,
   clientSecretBasic,
   clientSecretPost,
   defaultJwsAlgorithm,
@@ -24,6 +25,7 @@ export async function clientAuthFromConfig(
   identity: WorkloadIdentity | undefined,
   cleanups: Array<() => void>,
   onError: (err: unknown) => void,
+  redactor: Redactor,
 ): Promise<ClientAuth> {
   const auth = config.sts.clientAuth;
   if (auth.method === 'none') return noClientAuth(auth.clientId);
@@ -58,8 +60,14 @@ export async function clientAuthFromConfig(
   }
   const secret = await openSecretSource(auth.clientSecret, { keyPath: 'sts.clientAuth.clientSecret', onError });
   cleanups.push(() => secret.close());
-  trackSecretSource(secret);
-  return auth.method === 'client_secret_basic' ? clientSecretBasic(auth.clientId, secret) : clientSecretPost(auth.clientId, secret);
+  if (auth.method === 'client_secret_basic') {
+    // An STS that echoes its Authorization header shows base64(urlencode(id):urlencode(secret)) (RFC 6749 2.3.1).
+    const clientId = auth.clientId;
+    redactor.track(secret, (value) => [basicCredentials(clientId, value)]);
+    return clientSecretBasic(clientId, secret);
+  }
+  redactor.track(secret);
+  return clientSecretPost(auth.clientId, secret);
 }
 
 function parsePrivateKey(pem: string, keyPath: string): KeyObject {

@@ -37,10 +37,14 @@ export function clientSecretBasic(clientId: string, secret: SecretSource): Clien
   return {
     method: 'client_secret_basic',
     apply({ headers }) {
-      const credentials = `${formEncode(clientId)}:${formEncode(secret.current())}`;
-      headers['authorization'] = `Basic ${Buffer.from(credentials).toString('base64')}`;
+      headers['authorization'] = `Basic ${Buffer.from(basicCredentials(clientId, secret.current())).toString('base64')}`;
     },
   };
+}
+
+/** The `id:secret` pair a Basic header encodes, each part form-urlencoded first. */
+export function basicCredentials(clientId: string, secret: string): string {
+  return `${formEncode(clientId)}:${formEncode(secret)}`;
 }
 
 export function clientSecretPost(clientId: string, secret: SecretSource): ClientAuth {

@@ -7,6 +7,7 @@ import { clientConnectOptions, type PeerTlsSettings } from '../tls/client-tls.js
 import type { IdentityGeneration } from '../tls/identity.js';
 import { PerIdentity } from '../tls/per-identity.js';
 import { StsError } from '../errors.js';
+import { createRedactor, type Redactor } from '../log/redact.js';
 import type { ClientAuth } from './client-auth.js';
 import { encodeTokenRequest, type ExchangeParams, type JsonFieldNames, type RequestEncoding } from './exchange-request.js';
 import { processExchangeResponse, type IssuedToken } from './exchange-response.js';
@@ -22,6 +23,8 @@ export interface StsClientOptions {
   readonly tls?: Partial<PeerTlsSettings>;
   /** How long a superseded identity's connections stay usable after a rotation. */
   readonly rotationGraceMs?: number;
+  /** The sidecar's redactor: scrubs the STS's error text before it enters an error (issue 10 item 15). */
+  readonly redactor?: Redactor;
 }
 
 export interface StsClient {
@@ -41,6 +44,7 @@ export function createStsClient(options: StsClientOptions): StsClient {
   );
   const target = options.url.href;
   const where = `${options.url.origin}${options.url.pathname}`;
+  const redactor = options.redactor ?? createRedactor();
 
   async function exchange(params: ExchangeParams, identity?: IdentityGeneration): Promise<IssuedToken> {
     const dispatcher = agents.get(identity);
@@ -55,7 +59,9 @@ export function createStsClient(options: StsClientOptions): StsClient {
       throw transportError(err, deadline, where, options.timeoutMs);
     }
     const text = await readLimited(response, options.maxResponseBytes, deadline, where, options.timeoutMs);
-    return processExchangeResponse(response.statusCode, text, requestedAt);
+    // The secrets this request carried are scrubbed even if they rotated out of the registry meanwhile.
+    const sent = [params.subjectToken, params.actorToken, sentBasicCredentials(headers['authorization'])];
+    return processExchangeResponse(response.statusCode, text, requestedAt, (t, max) => redactor.scrub(t, max, sent));
   }
 
   return {
@@ -64,6 +70,12 @@ export function createStsClient(options: StsClientOptions): StsClient {
       await agents.close();
     },
   };
+}
+
+/** RFC 6749 2.3.1: the `id:secret` pair inside a Basic header, so its encoded forms are scrubbed too. */
+function sentBasicCredentials(authorization: string | undefined): string | undefined {
+  const match = /^Basic (.+)$/i.exec(authorization ?? '');
+  return match ? Buffer.from(match[1]!, 'base64').toString('utf8') : undefined;
 }
 
 async function readLimited(
