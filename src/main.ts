@@ -26,10 +26,11 @@ import { listenHttp, type ListenOptions, type ListeningServer } from './proxy/li
 import {
   createDedicatedListenerHandler,
   createSharedListenerHandler,
+  dedicatedRouteResolver,
+  sharedRouteResolver,
   type ProxyContext,
   type RequestListener,
 } from './proxy/reverse-proxy.js';
-import { pathMatches, RouteTable } from './proxy/routing.js';
 import { createUpgradeHandler, type UpgradeListener } from './proxy/upgrade.js';
 import { createUpstream } from './proxy/upstream.js';
 import { clientAuthFromConfig } from './sts/client-auth-from-config.js';
@@ -130,6 +131,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
     retryInitialDelayMs: config.cache.retryInitialDelaySeconds * 1000,
     retryMaxDelayMs: config.cache.retryMaxDelaySeconds * 1000,
     maxEntries: config.cache.maxEntries,
+    reexchangeAfter401IntervalMs: config.limits.reexchangeAfter401IntervalSeconds * 1000,
     observer: {
       ...metrics.tokenObserver,
       exchanged(route, result, seconds, error) {
@@ -196,12 +198,11 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
   });
   cleanups.push(() => forward.close());
 
-  const table = new RouteTable(proxyRoutes);
   const shared = await listen(
     config.proxy.listen,
     'proxy.listen',
     forward.requestListener(createSharedListenerHandler(proxyRoutes, ctx)),
-    createUpgradeHandler(forward.upgradeResolver((req) => table.match(req.headers.host, req.url ?? '/')), ctx),
+    createUpgradeHandler(forward.upgradeResolver(sharedRouteResolver(proxyRoutes)), ctx),
     { onConnect: forward.connectListener },
   );
   const routeUrls: Record<string, string> = {};
@@ -211,7 +212,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, clea
       route.listen,
       `${route.keyPath}.listen`,
       createDedicatedListenerHandler(route, ctx),
-      createUpgradeHandler((req) => (pathMatches(route.pathPrefix, req.url ?? '/') ? route : undefined), ctx),
+      createUpgradeHandler(dedicatedRouteResolver(route), ctx),
     );
     routeUrls[route.name] = s.url;
   }

@@ -44,8 +44,12 @@ export interface RouteExchange {
 export interface TokenProvider {
   /** A token that is valid now, from cache or from a (shared) exchange. Throws TokenUnavailableError. */
   getToken(route: string): Promise<CachedToken>;
-  /** The upstream rejected this token (401): never inject it again. */
-  invalidate(route: string, accessToken: string): void;
+  /**
+   * The upstream rejected this token (401). True when a retry may use a different token (it was
+   * dropped, or already replaced); false when the per-route window
+   * (`limits.reexchangeAfter401IntervalSeconds`) refused another drop and exchange (issue 10 item 5).
+   */
+  invalidate(route: string, accessToken: string): boolean;
   status(now?: number): RouteTokenStatus[];
   /** Exchange for every eager route; resolves when each has succeeded or failed once. */
   warmUp(): Promise<void>;
@@ -95,6 +99,8 @@ export interface TokenProviderOptions {
   readonly retryInitialDelayMs: number;
   readonly retryMaxDelayMs: number;
   readonly maxEntries: number;
+  /** At most one drop-and-exchange after a 401 per route in this window (0: no limit). */
+  readonly reexchangeAfter401IntervalMs?: number;
   readonly observer?: TokenProviderObserver;
   readonly now?: () => number;
   readonly random?: () => number;
@@ -339,16 +345,22 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     }
   }
 
-  function invalidate(routeName: string, accessToken: string): void {
-    for (const entry of entries.values()) {
-      if (entry.route.name === routeName && entry.token?.accessToken === accessToken) {
-        forgetSecret(accessToken);
-        entry.token = undefined;
-        entry.usableUntil = 0;
-        entry.refreshAt = 0;
-        observer.invalidated?.(routeName);
-      }
+  // Stand-in for H2's implementation of the issue 10 item 5 window (the lead reconciles).
+  const lastInvalidation = new Map<string, number>();
+  function invalidate(routeName: string, accessToken: string): boolean {
+    const held = [...entries.values()].filter((e) => e.route.name === routeName && e.token?.accessToken === accessToken);
+    if (held.length === 0) return true; // already replaced: a retry gets another token
+    const last = lastInvalidation.get(routeName);
+    if (last !== undefined && now() - last < (options.reexchangeAfter401IntervalMs ?? 0)) return false;
+    lastInvalidation.set(routeName, now());
+    for (const entry of held) {
+      forgetSecret(accessToken);
+      entry.token = undefined;
+      entry.usableUntil = 0;
+      entry.refreshAt = 0;
+      observer.invalidated?.(routeName);
     }
+    return true;
   }
 
   function status(t = now()): RouteTokenStatus[] {
