@@ -108,7 +108,10 @@ function refuseUnrouted(req: IncomingMessage, res: ServerResponse, ctx: ProxyCon
   const started = performance.now();
   sendError(res, err, undefined);
   ctx.observer.finished('unmatched', err.status, (performance.now() - started) / 1000);
-  if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ method: req.method, host: req.headers.host, code: err.code }, 'request matched no route');
+  if (ctx.logger.isLevelEnabled('debug')) {
+    const what = err.code === 'ERR_ROUTE_NOT_FOUND' ? 'request matched no route' : 'request refused before routing';
+    ctx.logger.debug({ method: req.method, host: req.headers.host, code: err.code }, what);
+  }
 }
 
 /** The Host sent upstream: the route's configured host under preserveHost, never the app's (issue 10 item 8). */
