@@ -4,6 +4,8 @@
  *
  * Fail closed: when no token can be had the app gets a 503 JSON error and nothing is
  * forwarded; a request that matches no route gets a 404 and nothing is forwarded.
+ * Every entry (this listener, a route's own, the forward proxy, upgrades) matches and forwards
+ * the same normalised target (request-path.ts), so a route's token stays on its paths.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
