@@ -26,10 +26,11 @@ import { listenHttp, type ListenOptions, type ListeningServer } from './proxy/li
 import {
   createDedicatedListenerHandler,
   createSharedListenerHandler,
+  dedicatedRouteResolver,
+  sharedRouteResolver,
   type ProxyContext,
   type RequestListener,
 } from './proxy/reverse-proxy.js';
-import { pathMatches, RouteTable } from './proxy/routing.js';
 import { createUpgradeHandler, type UpgradeListener } from './proxy/upgrade.js';
 import { createUpstream } from './proxy/upstream.js';
 import { clientAuthFromConfig } from './sts/client-auth-from-config.js';
@@ -202,12 +203,11 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
   });
   cleanups.push(() => forward.close());
 
-  const table = new RouteTable(proxyRoutes);
   const shared = await listen(
     config.proxy.listen,
     'proxy.listen',
     forward.requestListener(createSharedListenerHandler(proxyRoutes, ctx)),
-    createUpgradeHandler(forward.upgradeResolver((req) => table.match(req.headers.host, req.url ?? '/')), ctx),
+    createUpgradeHandler(forward.upgradeResolver(sharedRouteResolver(proxyRoutes)), ctx),
     { onConnect: forward.connectListener },
   );
   const routeUrls: Record<string, string> = {};
@@ -217,7 +217,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
       route.listen,
       `${route.keyPath}.listen`,
       createDedicatedListenerHandler(route, ctx),
-      createUpgradeHandler((req) => (pathMatches(route.pathPrefix, req.url ?? '/') ? route : undefined), ctx),
+      createUpgradeHandler(dedicatedRouteResolver(route), ctx),
     );
     routeUrls[route.name] = s.url;
   }

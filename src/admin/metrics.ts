@@ -99,7 +99,7 @@ export function createMetrics(
   const requestTally = new Tally('route', 'status_class');
   new Counter({
     name: `${METRIC_PREFIX}proxy_requests_total`,
-    help: 'Requests handled by the proxy, by route ("unmatched" when none) and response status class.',
+    help: 'Requests and upgrades handled by the proxy, by route ("unmatched" when none) and response status class (1xx..5xx; "aborted" when the response never completed).',
     labelNames: ['route', 'status_class'] as const,
     registers: [registry],
     collect() {
@@ -172,9 +172,10 @@ export function createMetrics(
     bindingMismatch: (route) => bindingMismatches.labels(routeLabel(route)).inc(),
   };
   const proxyObserver: ProxyObserver = {
-    finished(route, statusCode, seconds) {
+    finished(route, outcome, seconds) {
       const r = routeLabel(route);
-      const cls = statusClass(statusCode);
+      // A response the app never got whole is not a success (issue 10 item 18).
+      const cls = outcome === 'aborted' ? 'aborted' : statusClass(outcome);
       requestTally.inc(`${r} ${cls}`, r, cls);
       durationChild(r).observe(seconds);
     },

@@ -10,10 +10,11 @@
  */
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ForwardDeniedError, ForwardTargetError, type SidecarError } from '../../errors.js';
+import { ForwardDeniedError, ForwardTargetError, PathRejectedError, type SidecarError } from '../../errors.js';
 import type { ConnectListener } from '../listen.js';
+import { normalizeRequestTarget } from '../request-path.js';
 import { sendError } from '../respond.js';
-import { proxyRequest, type ProxyContext, type ProxyRoute } from '../reverse-proxy.js';
+import { proxyRequest, type ProxyContext, type RouteResolver } from '../reverse-proxy.js';
 import { RouteTable } from '../routing.js';
 import { createUpgradeHandler } from '../upgrade.js';
 import { createConnectHandler } from './connect.js';
@@ -45,7 +46,7 @@ export interface ForwardProxy {
   close(): Promise<void>;
 }
 
-export type UpgradeResolver = (req: IncomingMessage) => ProxyRoute | undefined;
+export type UpgradeResolver = RouteResolver;
 
 interface Tunnel {
   readonly scheme: Scheme;
@@ -58,9 +59,16 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
   const passthrough = createPassthrough({ headersTimeoutMs: options.passthroughHeadersTimeoutMs ?? 300_000 });
   const deny = options.unmatched === 'deny';
 
-  /** The route for a destination and path; on a match the request is rewritten for it. */
-  const routeFor = (req: IncomingMessage, scheme: Scheme, destination: Destination, path: string): ForwardRoute | undefined => {
-    const route = table.matchDestination(destination.name, destination.port, DEFAULT_PORT[scheme], path);
+  /**
+   * The route for a destination and path; on a match the request is rewritten for it. The path
+   * is normalised before matching, and that form is what the route forwards (issue 10 item 7);
+   * a path readers could disagree on throws PathRejectedError when a route serves the destination.
+   */
+  const routeFor = (req: IncomingMessage, scheme: Scheme, destination: Destination, rawPath: string): ForwardRoute | undefined => {
+    const defaultPort = DEFAULT_PORT[scheme];
+    if (!table.forDestination(destination.name, destination.port, defaultPort)) return undefined;
+    const path = normalizeRequestTarget(rawPath);
+    const route = table.matchDestination(destination.name, destination.port, defaultPort, path);
     if (route) {
       // RFC 9112 3.2.2: the target's authority replaces any Host the app sent (inside a tunnel,
       // the CONNECT authority does: that is where the app asked to go). The route then sees an
@@ -72,7 +80,13 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
   };
 
   const forward = (req: IncomingMessage, res: ServerResponse, kind: ForwardKind, scheme: Scheme, destination: Destination, path: string) => {
-    const route = routeFor(req, scheme, destination, path);
+    let route: ForwardRoute | undefined;
+    try {
+      route = routeFor(req, scheme, destination, path);
+    } catch (err) {
+      if (err instanceof PathRejectedError) return invalid(res, kind, err);
+      throw err;
+    }
     if (route) {
       observer.forwarded(kind, 'routed');
       return proxyRequest(route, req, res, ctx);
@@ -140,12 +154,14 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
     upgradeResolver(origin) {
       return (req) => {
         if (!isAbsoluteForm(req.url)) return origin(req);
+        let target;
         try {
-          const target = parseAbsoluteForm(req.url);
-          return routeFor(req, target.scheme, target.destination, target.path);
+          target = parseAbsoluteForm(req.url);
         } catch {
           return undefined;
         }
+        // A PathRejectedError reaches the upgrade handler, which answers 400.
+        return routeFor(req, target.scheme, target.destination, target.path);
       };
     },
     connectListener,

@@ -8,7 +8,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
 import { forwardRequestHeaders, forwardResponseHeaders } from '../headers.js';
-import { sendError, upstreamError } from '../respond.js';
+import { relayInformational, sendError, upstreamError } from '../respond.js';
 import { authority, type Destination, type Scheme } from './destination.js';
 
 export interface Passthrough {
@@ -61,6 +61,7 @@ class PassthroughResponse implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode < 200) return relayInformational(this.#res, statusCode, headers);
     this.#res.writeHead(statusCode, statusMessage, forwardResponseHeaders(headers));
   }
 

@@ -1,0 +1,69 @@
+/**
+ * What an upstream's 401 to an injected token does (issue 10 item 5), as one decorator of the
+ * dispatch handler, the way undici composes its RetryHandler: the handler that streams the
+ * answer to the app knows nothing of 401s.
+ *
+ * Every 401 to an injected token tells the token provider, so a refused token is not injected
+ * again (a POST's 401 included). The provider answers whether a retry may use another token:
+ * it drops and re-exchanges at most once per route and `limits.reexchangeAfter401IntervalSeconds`,
+ * so an upstream that answers 401 to everything cannot turn each request into an exchange.
+ * Only a request that is safe to send twice is retried, once: an idempotent method (RFC 9110
+ * 9.2.2) without a body (the body has been streamed away). Any other 401 reaches the app.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Dispatcher } from 'undici';
+
+/** RFC 9110 9.2.2; TRACE is idempotent too but never forwarded with a token (issue 10 item 14). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+
+/** True when a request may be sent again after a 401: idempotent, without a body, not a retry itself. */
+export function retryableAfter401(method: string, hasBody: boolean, attempt: number): boolean {
+  return attempt === 0 && !hasBody && IDEMPOTENT.has(method);
+}
+
+export interface Upstream401Policy {
+  /** Reports the injected token as refused; true when a retry may be sent with another token. */
+  invalidateToken(): boolean;
+  /** Sends the request again with a fresh token (called once the 401 has been read to its end). */
+  retryWithFreshToken(): void;
+}
+
+export class Upstream401Handler implements Dispatcher.DispatchHandler {
+  readonly #inner: Dispatcher.DispatchHandler;
+  readonly #policy: Upstream401Policy;
+  readonly #retryable: boolean;
+  #retrying = false;
+
+  constructor(inner: Dispatcher.DispatchHandler, policy: Upstream401Policy, retryable: boolean) {
+    this.#inner = inner;
+    this.#policy = policy;
+    this.#retryable = retryable;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    this.#inner.onRequestStart?.(controller, context);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    // invalidateToken() first: every 401 is reported, retryable or not.
+    if (statusCode === 401 && this.#policy.invalidateToken() && this.#retryable) {
+      // Read and drop this answer (keeps the connection reusable), then retry.
+      this.#retrying = true;
+      return;
+    }
+    this.#inner.onResponseStart?.(controller, statusCode, headers, statusMessage);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#retrying) this.#inner.onResponseData?.(controller, chunk);
+  }
+
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    if (this.#retrying) this.#policy.retryWithFreshToken();
+    else this.#inner.onResponseEnd?.(controller, trailers);
+  }
+
+  onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    this.#inner.onResponseError?.(controller, error);
+  }
+}
