@@ -117,7 +117,7 @@ describe('Grafana dashboard and Prometheus rules against a live /metrics', () =>
       subjectToken: { value: 'subject-token-for-dashboard-test', type: 'urn:ietf:params:oauth:token-type:access_token' },
       sts: { url: `${sts.url}/token` },
       identity: { cert: join(dir.path, 'tls.crt'), key: join(dir.path, 'tls.key'), ca: join(dir.path, 'ca.crt') },
-      tokenEndpoint: { listen: '127.0.0.1:0', callers: 'loopback' },
+      tokenEndpoint: { listen: '127.0.0.1:0', callers: 'loopback', routes: ['orders'] },
       routes: [
         { name: 'orders', host: 'orders.internal', upstream: upstream.url, audience: 'https://orders.internal' },
         { name: 'bound', host: 'bound.internal', upstream: upstream.url, audience: 'https://bound.internal', lazy: true },

@@ -26,6 +26,7 @@ routes:
     audience: https://vault.azure.net
 tokenEndpoint:
   listen: 127.0.0.1:15003
+  routes: [orders, gcp]             # orders is proxied: served here only because it is listed
   defaultRoute: orders
 metadata:
   gce:
@@ -74,7 +75,7 @@ function assertRejectedAt(input: unknown, path: string, message?: RegExp): void 
 describe('endpoint configuration', () => {
   test('a full YAML example parses, with defaults filled in', () => {
     const c = parseConfigText(YAML);
-    assert.deepEqual(c.tokenEndpoint, { listen: { host: '127.0.0.1', port: 15003 }, callers: 'pod-token', defaultRoute: 'orders' });
+    assert.deepEqual(c.tokenEndpoint, { listen: { host: '127.0.0.1', port: 15003 }, callers: 'pod-token', routes: ['orders', 'gcp'], defaultRoute: 'orders' });
     assert.equal(c.metadata?.gce?.numericProjectId, '123456789012', 'a YAML number becomes the digits string');
     assert.equal(c.metadata?.gce?.universeDomain, 'googleapis.com');
     assert.deepEqual(c.metadata?.gce?.listen, { host: '169.254.169.254', port: 80 });

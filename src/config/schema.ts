@@ -454,11 +454,15 @@ function checkEndpoints(c: Record<string, unknown>, ctx: z.RefinementCtx, routeN
     if (other) ctx.addIssue({ code: 'custom', path, message: `is the same address as ${other}` });
     listens.set(addressKey(listen), path.join('.'));
   };
+  const routes = Array.isArray(c['routes']) ? (c['routes'] as Array<Record<string, unknown>>) : [];
+  const served = (token as { routes?: unknown } | undefined)?.routes;
   if (token) {
     checkListen(token.listen, ['tokenEndpoint', 'listen'], false);
-    if (token.defaultRoute !== undefined) checkRoute(token.defaultRoute, ['tokenEndpoint', 'defaultRoute']);
-    const served = (token as { routes?: unknown }).routes;
     if (Array.isArray(served)) served.forEach((name, j) => checkRoute(name, ['tokenEndpoint', 'routes', j]));
+    if (token.defaultRoute !== undefined) {
+      checkRoute(token.defaultRoute, ['tokenEndpoint', 'defaultRoute']);
+      checkDefaultServed(token.defaultRoute, served, routes, ctx);
+    }
   }
   const gce = metadata?.gce;
   if (gce) {
@@ -474,12 +478,27 @@ function checkEndpoints(c: Record<string, unknown>, ctx: z.RefinementCtx, routeN
     }
     if (azure['defaultRoute'] !== undefined) checkRoute(azure['defaultRoute'], ['metadata', 'azure', 'defaultRoute']);
   }
-  // A route without upstream only makes sense if something can hand its token out.
-  const routes = Array.isArray(c['routes']) ? (c['routes'] as Array<Record<string, unknown>>) : [];
+  // A route without upstream only makes sense if something can hand its token out. The token
+  // endpoint serves every such route unless tokenEndpoint.routes lists (and so references) its own.
+  const tokenServesAllTokenOnly = token !== undefined && !Array.isArray(served);
   routes.forEach((r, i) => {
-    if (typeof r !== 'object' || r === null || r['upstream'] !== undefined || token !== undefined || referenced.has(r['name'])) return;
+    if (typeof r !== 'object' || r === null || r['upstream'] !== undefined || tokenServesAllTokenOnly || referenced.has(r['name'])) return;
     ctx.addIssue({ code: 'custom', path: ['routes', i, 'upstream'], message: 'is required unless tokenEndpoint or metadata serves this route' });
   });
+}
+
+/**
+ * tokenEndpoint.defaultRoute answers requests no route matches, so it must be one the
+ * endpoint serves (issue 10 item 12): a listed route, or by default a token-only route.
+ */
+function checkDefaultServed(name: unknown, served: unknown, routes: ReadonlyArray<Record<string, unknown>>, ctx: z.RefinementCtx): void {
+  const route = routes.find((r) => typeof r === 'object' && r !== null && r['name'] === name);
+  if (typeof name !== 'string' || !route) return; // unknown names are reported by checkRoute
+  if (Array.isArray(served) ? served.includes(name) : route['upstream'] === undefined) return;
+  const message = Array.isArray(served)
+    ? `route "${name}" is not in tokenEndpoint.routes: the endpoint does not serve it`
+    : `route "${name}" has an upstream, and the endpoint serves only token-only routes unless tokenEndpoint.routes lists it`;
+  ctx.addIssue({ code: 'custom', path: ['tokenEndpoint', 'defaultRoute'], message });
 }
 
 function isLinkLocalV4(host: string): boolean {

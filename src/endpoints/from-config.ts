@@ -25,7 +25,7 @@ export function endpointListeners(config: Config, ctx: EndpointContext, podToken
   if (token) {
     const handler = createTokenEndpointHandler(
       {
-        routes: config.routes.map(servableRoute),
+        routes: tokenEndpointRoutes(config.routes, token.routes).map(servableRoute),
         defaultRoute: token.defaultRoute,
         isPodToken: token.callers === 'pod-token' ? createPodTokenCheck(podToken) : undefined,
       },
@@ -55,6 +55,16 @@ export function endpointListeners(config: Config, ctx: EndpointContext, podToken
     out.push({ name: 'azure', key: 'metadata.azure.listen', listen: azure.listen, handler });
   }
   return out;
+}
+
+/**
+ * The routes whose tokens the token endpoint hands out (issue 10 item 12): those listed in
+ * tokenEndpoint.routes, else only the token-only routes (no upstream). A proxied route's
+ * token is meant for its upstream through the proxy; handing it to any local caller that
+ * asks is opt-in. Unserved routes are invisible: asking for one is asking for an unknown target.
+ */
+function tokenEndpointRoutes(routes: readonly RouteConfig[], listed: readonly string[] | undefined): RouteConfig[] {
+  return routes.filter((r) => (listed ? listed.includes(r.name) : r.upstream === undefined));
 }
 
 function servableRoute(route: RouteConfig): ServableRoute {

@@ -9,6 +9,8 @@ import { isIP } from 'node:net';
 import {
   bitString,
   boolean,
+  childrenOf,
+  contentsOf,
   explicit,
   implicitPrimitive,
   namedBitString,
@@ -18,6 +20,7 @@ import {
   sequence,
   set,
   smallInteger,
+  tagOf,
   time,
   unsignedInteger,
   utf8String,
@@ -178,7 +181,7 @@ export function certificateAuthorityFrom(certPem: string, keyPem: string): Certi
   if (!certificate.checkPrivateKey(privateKey)) throw new Error('the private key does not match the CA certificate');
   // Leaves name the CA by its subject exactly as encoded (RFC 5280 4.1.2.4), so copy the bytes.
   const caSubject = subjectNameDer(certificate.raw);
-  const caKeyId = keyIdentifier(certificate.publicKey);
+  const caKeyId = authorityKeyIdentifierFor(certificate);
   return {
     certPem: certificate.toString(),
     keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
@@ -238,36 +241,56 @@ export function createCertificateAuthority(request: CaRequest): CertificateAutho
   return certificateAuthorityFrom(pem.certPem, pem.keyPem);
 }
 
-// --- reading the subject Name back out of a DER certificate -------------------------
+// --- reading what leaves must copy from their issuer ---------------------------------
+
+/** The fields of TBSCertificate (RFC 5280 4.1), `version` [0] included when present. */
+function tbsFields(certDer: Buffer): Buffer[] {
+  return childrenOf(childrenOf(certDer)[0]!);
+}
 
 /** Returns the DER of the certificate's subject Name (the issuer Name of what it signs). */
 function subjectNameDer(certDer: Buffer): Buffer {
-  // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version, serial, sigAlg, issuer, validity, subject, ... } }
-  const tbs = children(certDer)[0]!;
-  const fields = children(tbs);
-  const hasVersion = fields[0]![0] === 0xa0;
+  // tbsCertificate ::= SEQUENCE { [0] version, serial, sigAlg, issuer, validity, subject, ... }
+  const fields = tbsFields(certDer);
+  const hasVersion = tagOf(fields[0]!) === 0xa0;
   return fields[hasVersion ? 5 : 4]!;
 }
 
-/** The encoded child elements of a constructed DER element. */
-function children(element: Buffer): Buffer[] {
-  const { headerLength, length } = readHeader(element, 0);
-  const out: Buffer[] = [];
-  let offset = headerLength;
-  const end = headerLength + length;
-  while (offset < end) {
-    const h = readHeader(element, offset);
-    out.push(element.subarray(offset, offset + h.headerLength + h.length));
-    offset += h.headerLength + h.length;
+/** The keyIdentifier of the certificate's Subject Key Identifier extension, if it has one. */
+function subjectKeyIdentifierOf(certDer: Buffer): Buffer | undefined {
+  const extensions = tbsFields(certDer).find((f) => tagOf(f) === 0xa3); // [3] EXPLICIT Extensions
+  if (!extensions) return undefined;
+  const wanted = objectIdentifier(OID.subjectKeyIdentifier);
+  for (const ext of childrenOf(childrenOf(extensions)[0]!)) {
+    // Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+    const parts = childrenOf(ext);
+    if (!parts[0]!.equals(wanted)) continue;
+    // extnValue holds the DER of KeyIdentifier ::= OCTET STRING (RFC 5280 4.2.1.2).
+    return contentsOf(contentsOf(parts[parts.length - 1]!));
   }
-  return out;
+  return undefined;
 }
 
-function readHeader(buf: Buffer, offset: number): { headerLength: number; length: number } {
-  const first = buf[offset + 1]!;
-  if (first < 0x80) return { headerLength: 2, length: first };
-  const count = first & 0x7f;
-  let length = 0;
-  for (let i = 0; i < count; i++) length = length * 256 + buf[offset + 2 + i]!;
-  return { headerLength: 2 + count, length };
+/**
+ * The keyIdentifier a leaf's Authority Key Identifier carries: the issuer's own Subject Key
+ * Identifier, byte for byte (RFC 5280 4.2.1.1). Path builders such as OpenSSL compare the
+ * two to find the issuer, so a value computed here another way names no CA they know
+ * (issue 10 item 17: every CA made by `openssl req -x509` failed).
+ *
+ * A CA certificate without the extension does not conform (4.2.1.2 requires it of CAs), yet
+ * 4.2.1.1 still requires a keyIdentifier in what it issues. Then the value is 4.2.1.2
+ * method (1), the SHA-1 of the CA's subjectPublicKey bits: how OpenSSL (`hash`), Go's
+ * crypto/x509 and cfssl identify a key, so the one an SKI added to that CA would most
+ * likely carry. Verifiers skip the keyid comparison for an issuer without SKI, so this
+ * choice cannot break a chain that would otherwise build.
+ */
+function authorityKeyIdentifierFor(issuer: X509Certificate): Buffer {
+  return subjectKeyIdentifierOf(issuer.raw) ?? sha1KeyIdentifier(issuer.publicKey);
+}
+
+/** RFC 5280 4.2.1.2 method (1): SHA-1 over the BIT STRING subjectPublicKey, without tag, length or unused-bits octet. */
+function sha1KeyIdentifier(publicKey: KeyObject): Buffer {
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  const subjectPublicKey = contentsOf(childrenOf(spki)[1]!).subarray(1);
+  return createHash('sha1').update(subjectPublicKey).digest();
 }

@@ -1,7 +1,9 @@
 /**
  * A minimal DER writer (ITU-T X.690), just enough to build the X.509 certificates the
  * sidecar issues itself: the interception CA's leaves, the demo's workload identities
- * and test fixtures. Reading certificates is left to node:crypto's X509Certificate.
+ * and test fixtures. Reading is left to node:crypto's X509Certificate except for the few
+ * fields it does not expose (a CA's subject Name bytes and its Subject Key Identifier),
+ * which the reader at the end walks to.
  */
 
 function encodeLength(length: number): Buffer {
@@ -74,4 +76,53 @@ export function time(date: Date): Buffer {
   const year = date.getUTCFullYear();
   if (year >= 1950 && year < 2050) return tlv(0x17, Buffer.from(digits.slice(2), 'ascii'));
   return tlv(0x18, Buffer.from(digits, 'ascii'));
+}
+
+// --- reading ---------------------------------------------------------------------------
+
+/** One DER element inside a buffer: its tag byte, and where its contents start and end. */
+interface Element {
+  readonly tag: number;
+  readonly start: number;
+  readonly contentsStart: number;
+  readonly end: number;
+}
+
+function readElement(buf: Buffer, offset: number): Element {
+  if (offset + 2 > buf.length) throw new RangeError('truncated DER element');
+  const tag = buf[offset]!;
+  const first = buf[offset + 1]!;
+  let length = first;
+  let headerLength = 2;
+  if (first >= 0x80) {
+    const count = first & 0x7f;
+    if (count === 0 || count > 4) throw new RangeError('unsupported DER length');
+    length = 0;
+    for (let i = 0; i < count; i++) length = length * 256 + buf[offset + 2 + i]!;
+    headerLength += count;
+  }
+  const end = offset + headerLength + length;
+  if (end > buf.length) throw new RangeError('truncated DER element');
+  return { tag, start: offset, contentsStart: offset + headerLength, end };
+}
+
+/** The tag byte of an encoded element. */
+export const tagOf = (element: Buffer): number => element[0]!;
+
+/** The contents octets of an encoded element (no tag, no length). */
+export function contentsOf(element: Buffer): Buffer {
+  const e = readElement(element, 0);
+  return element.subarray(e.contentsStart, e.end);
+}
+
+/** The encoded child elements of a constructed element (a SEQUENCE, SET or [n] EXPLICIT). */
+export function childrenOf(element: Buffer): Buffer[] {
+  const outer = readElement(element, 0);
+  const out: Buffer[] = [];
+  for (let offset = outer.contentsStart; offset < outer.end; ) {
+    const child = readElement(element, offset);
+    out.push(element.subarray(child.start, child.end));
+    offset = child.end;
+  }
+  return out;
 }

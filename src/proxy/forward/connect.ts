@@ -6,7 +6,8 @@
  *     even for http:// targets): parsed as HTTP, so each request gets its route's token;
  *   - a route does and the app starts TLS: with `intercept: true` the sidecar terminates it with
  *     a leaf from the interception CA and parses HTTP inside; otherwise the tunnel is spliced
- *     untouched and a log line says that no token could be added.
+ *     untouched and a log line says that no token could be added. Such a destination is dialled
+ *     before the 200 (issue 10 item 21), so an unreachable one gets 502 as an unrouted one does.
  * The sidecar never authenticates the app (it listens on loopback): Proxy-Authorization on the
  * CONNECT is consumed and goes nowhere.
  */
@@ -19,8 +20,8 @@ import type { ProxyContext } from '../reverse-proxy.js';
 import type { RouteTable } from '../routing.js';
 import { authority, DEFAULT_PORT, dialName, parseAuthority, type Destination, type Scheme } from './destination.js';
 import type { LeafCertificateCache } from './leaf-cache.js';
-import { CONNECT_ESTABLISHED, firstBytes, ReplayedSocket, splice } from './tunnel.js';
-import type { ForwardObserver, ForwardRoute } from './types.js';
+import { CONNECT_ESTABLISHED, firstBytes, ReplayedSocket, splice, type OpenTunnel } from './tunnel.js';
+import type { ForwardObserver, ForwardResult, ForwardRoute } from './types.js';
 
 /** RFC 8446 5.1: a TLS connection opens with a handshake record, ContentType 22. */
 const TLS_HANDSHAKE = 0x16;
@@ -47,16 +48,45 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
     socket.resume();
   };
 
-  const tunnelUntouched = (socket: Duplex, destination: Destination, head: Buffer, announce: boolean) => {
+  /** The destination refused or could not be found: 502 when the CONNECT is still unanswered, else a close. */
+  const unreachable = (socket: Duplex, destination: Destination, err: Error, answer: boolean) => {
+    observer.forwarded('connect', 'unreachable');
+    const e = upstreamError(err, `${destination.name}:${destination.port}`);
+    if (answer) {
+      sendErrorOnSocket(socket, e, undefined);
+      socket.resume();
+    } else socket.destroy();
+    if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ destination: `${destination.name}:${destination.port}`, code: e.code }, 'CONNECT destination unreachable');
+  };
+
+  /** Splices the tunnel to its destination; counted once, as `result` or as unreachable (issue 10 item 21). */
+  const tunnelUntouched = (socket: Duplex, destination: Destination, head: Buffer, announce: boolean, result: ForwardResult) => {
     splice(socket, destination, {
       head,
       announce,
+      onOpen(tunnel) {
+        observer.forwarded('connect', result);
+        tunnel.join(head);
+      },
+      onConnectError: (err) => unreachable(socket, destination, err, announce),
+    });
+  };
+
+  /**
+   * Issue 10 item 21: a tunnel an https route serves without intercepting may end as an
+   * untouched splice, so its destination is dialled before the 200, and the connection kept
+   * for the splice. When an http route serves the same host:port, plain HTTP in the tunnel
+   * needs no destination (the route's upstream serves it), so a failed dial still gets the 200.
+   */
+  const dialThenInspect = (socket: Duplex, head: Buffer, destination: Destination, forHttps: readonly ForwardRoute[], servesHttp: boolean) => {
+    splice(socket, destination, {
+      head,
+      announce: true,
+      onOpen: (tunnel) => inspect(socket, head, destination, forHttps, tunnel),
       onConnectError(err) {
-        observer.forwarded('connect', 'unreachable');
-        const e = upstreamError(err, `${destination.name}:${destination.port}`);
-        if (announce) sendErrorOnSocket(socket, e, undefined);
-        else socket.destroy();
-        if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ destination: `${destination.name}:${destination.port}`, code: e.code }, 'CONNECT destination unreachable');
+        if (!servesHttp) return unreachable(socket, destination, err, true);
+        socket.write(CONNECT_ESTABLISHED);
+        inspect(socket, head, destination, forHttps, undefined, err);
       },
     });
   };
@@ -77,16 +107,27 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
       if (suppressed !== undefined) ctx.logger.error({ route: route.name, err, suppressed }, 'cannot issue a leaf certificate for an intercepted host');
       return;
     }
-    tls.once('secure', () => options.serveHttp(tls, 'https', destination));
+    // Settled once the handshake completed or its failure was logged: after the handshake an
+    // error or a close is the connection's, not a TLS failure to explain.
+    let settled = false;
+    const handshakeFailed = (code: string | undefined) => {
+      if (settled) return;
+      settled = true;
+      const failure = describeHandshakeFailure(code);
+      const suppressed = ctx.failureLogs.admit(`${route.name} intercept-${failure.reason}`);
+      if (suppressed === undefined) return;
+      ctx.logger.warn({ route: route.name, ...(code ? { code } : {}), reason: failure.reason, suppressed }, failure.message);
+    };
+    tls.once('secure', () => {
+      settled = true;
+      options.serveHttp(tls, 'https', destination);
+    });
     tls.on('error', (err: NodeJS.ErrnoException) => {
       tls.destroy();
-      const suppressed = ctx.failureLogs.admit(`${route.name} intercept-handshake`);
-      if (suppressed === undefined) return;
-      ctx.logger.warn(
-        { route: route.name, code: err.code ?? 'ERR_TLS', suppressed },
-        'TLS with the app failed on an intercepted tunnel (does the app trust the interception CA?)',
-      );
+      handshakeFailed(err.code ?? 'ERR_TLS');
     });
+    // Closed mid-handshake with no alert: what a Node.js client that rejects the certificate does.
+    tls.once('close', () => handshakeFailed(undefined));
   };
 
   return (req, socket, head) => {
@@ -107,16 +148,33 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
       if (deny) {
         return refuse(socket, new ForwardDeniedError(`no route for ${destination.name}:${destination.port} and forward.unmatched is deny`));
       }
-      observer.forwarded('connect', 'tunnelled');
-      return tunnelUntouched(socket, destination, head, true);
+      return tunnelUntouched(socket, destination, head, true, 'tunnelled');
     }
 
     // A route serves this destination: the sidecar answers the CONNECT itself, then looks at
     // what the app sends to decide between parsing, intercepting and splicing.
+    const https = forHttps?.[0];
+    if (forHttps && https && !(https.intercept && options.leaves)) return dialThenInspect(socket, head, destination, forHttps, forHttp !== undefined);
     socket.write(CONNECT_ESTABLISHED);
+    inspect(socket, head, destination, forHttps, undefined);
+  };
+
+  /**
+   * Decides on the app's first bytes. `dialled` is the destination's connection when it was
+   * dialled before the 200; `dialError` why that dial failed (the 200 was still owed to plain HTTP).
+   */
+  function inspect(
+    socket: Duplex,
+    head: Buffer,
+    destination: Destination,
+    forHttps: readonly ForwardRoute[] | undefined,
+    dialled: OpenTunnel | undefined,
+    dialError?: Error,
+  ): void {
     firstBytes(socket, head, (first) => {
       if (!first) return void socket.destroy();
       if (first[0] !== TLS_HANDSHAKE) {
+        dialled?.release();
         observer.forwarded('connect', 'http');
         socket.unshift(first);
         options.serveHttp(socket, 'http', destination);
@@ -130,13 +188,13 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
           observer.forwarded('connect', 'denied');
           return void socket.destroy();
         }
-        observer.forwarded('connect', 'tunnelled');
-        return tunnelUntouched(socket, destination, first, false);
+        return tunnelUntouched(socket, destination, first, false, 'tunnelled');
       }
       if (route.intercept && options.leaves) {
         observer.forwarded('connect', 'intercepted');
         return intercept(socket, first, destination, route, options.leaves);
       }
+      if (!dialled) return unreachable(socket, destination, dialError ?? new Error('not dialled'), false);
       observer.forwarded('connect', 'not_intercepted');
       const suppressed = ctx.failureLogs.admit(`${route.name} not-intercepted`);
       if (suppressed !== undefined) {
@@ -145,7 +203,47 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
           'HTTPS tunnel to a routed host passed through untouched: no token could be added (set intercept: true on the route to inject it)',
         );
       }
-      tunnelUntouched(socket, destination, first, false);
+      dialled.join(first);
     });
+  }
+}
+
+/** Why TLS with the app failed on an intercepted tunnel; `reason` is a stable log field. */
+interface HandshakeFailure {
+  readonly reason: 'no_common_alpn' | 'certificate_refused' | 'closed_during_handshake' | 'handshake_failed';
+  readonly message: string;
+}
+
+/** RFC 8446 6.2 alerts a client sends when it does not accept the server's certificate. */
+const CERTIFICATE_ALERT = /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED)$/;
+
+/**
+ * Issue 10 item 22: a hint that matches the failure. OpenSSL's server-side codes name it: no
+ * ALPN protocol in common (RFC 7301 3.2 no_application_protocol), or an alert from the app
+ * about the certificate (RFC 8446 6.2). `code` undefined: the app hung up mid-handshake
+ * without an alert, as Node.js clients do when they reject the certificate.
+ */
+export function describeHandshakeFailure(code: string | undefined): HandshakeFailure {
+  if (code === 'ERR_SSL_NO_APPLICATION_PROTOCOL') {
+    return {
+      reason: 'no_common_alpn',
+      message: 'TLS with the app failed on an intercepted tunnel: the app offered no ALPN protocol the sidecar speaks there (http/1.1 only; an app offering only h2 cannot be intercepted)',
+    };
+  }
+  if (code !== undefined && CERTIFICATE_ALERT.test(code)) {
+    return {
+      reason: 'certificate_refused',
+      message: 'TLS with the app failed on an intercepted tunnel: the app refused the leaf certificate (does the app trust the interception CA?)',
+    };
+  }
+  if (code === undefined || code === 'ECONNRESET' || code === 'EPIPE') {
+    return {
+      reason: 'closed_during_handshake',
+      message: 'TLS with the app failed on an intercepted tunnel: the app closed the connection during the handshake (Node.js clients do so when they do not trust the interception CA)',
+    };
+  }
+  return {
+    reason: 'handshake_failed',
+    message: 'TLS with the app failed on an intercepted tunnel: no common protocol version or cipher, or not a TLS client',
   };
 }

@@ -15,8 +15,22 @@ export interface SpliceOptions {
   readonly head: Buffer;
   /** Write the 200 once the destination accepted the connection (false: already written). */
   readonly announce: boolean;
-  /** The destination could not be reached; the app socket is still open. */
+  /** The destination could not be reached; the app socket is still open, and the callback's to answer or close. */
   readonly onConnectError: (err: Error) => void;
+  /**
+   * Called once the destination accepted the connection (after the 200 when `announce`).
+   * Without it the tunnel is joined at once with `head`. With it the caller decides: join
+   * once it has seen the app's first bytes, or release the destination and keep the app's
+   * socket (a tunnel dialled before the 200 that turned out to carry plain HTTP, issue 10 item 21).
+   */
+  readonly onOpen?: (tunnel: OpenTunnel) => void;
+}
+
+export interface OpenTunnel {
+  /** Splices both directions, `head` (bytes already read from the app) sent first. */
+  join(head: Buffer): void;
+  /** Closes the destination's side only; the app's socket stays open for the caller. */
+  release(): void;
 }
 
 /**
@@ -26,22 +40,39 @@ export interface SpliceOptions {
 export function splice(client: Duplex, destination: Destination, options: SpliceOptions): Socket {
   const upstream = connect({ host: dialName(destination), port: destination.port });
   let connected = false;
+  let released = false;
+  const tunnel: OpenTunnel = {
+    join(head) {
+      if (head.length) upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+      client.resume();
+    },
+    release() {
+      released = true;
+      client.off('error', closeUpstream);
+      client.off('close', closeUpstream);
+      upstream.destroy();
+    },
+  };
   upstream.once('connect', () => {
     connected = true;
     if (client.destroyed) return void upstream.destroy();
     if (options.announce) client.write(CONNECT_ESTABLISHED);
-    if (options.head.length) upstream.write(options.head);
-    upstream.pipe(client);
-    client.pipe(upstream);
-    client.resume();
+    if (options.onOpen) options.onOpen(tunnel);
+    else tunnel.join(options.head);
   });
   upstream.on('error', (err) => {
     if (!connected) options.onConnectError(err);
-    else client.destroy();
+    else if (!released) client.destroy();
   });
-  client.on('error', () => upstream.destroy());
-  client.once('close', () => upstream.destroy());
-  upstream.once('close', () => client.destroy());
+  const closeUpstream = () => upstream.destroy();
+  client.on('error', closeUpstream);
+  client.once('close', closeUpstream);
+  // Before the destination accepted, onConnectError owns the app's socket (it may still answer on it).
+  upstream.once('close', () => {
+    if (connected && !released) client.destroy();
+  });
   return upstream;
 }
 
