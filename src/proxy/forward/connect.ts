@@ -13,14 +13,15 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
-import { ForwardDeniedError, type SidecarError } from '../../errors.js';
+import { ForwardDeniedError, SidecarError } from '../../errors.js';
 import { sendErrorOnSocket, upstreamError } from '../respond.js';
 import type { ProxyContext } from '../reverse-proxy.js';
 import type { RouteTable } from '../routing.js';
 import { authority, DEFAULT_PORT, dialName, parseAuthority, type Destination, type Scheme } from './destination.js';
+import type { DialPolicy } from './dial-policy.js';
 import type { LeafCertificateCache } from './leaf-cache.js';
 import { CONNECT_ESTABLISHED, firstBytes, ReplayedSocket, splice } from './tunnel.js';
-import type { ForwardObserver, ForwardRoute } from './types.js';
+import type { ForwardObserver, ForwardResult, ForwardRoute } from './types.js';
 
 /** RFC 8446 5.1: a TLS connection opens with a handshake record, ContentType 22. */
 const TLS_HANDSHAKE = 0x16;
@@ -32,6 +33,10 @@ export interface ConnectHandlerOptions {
   readonly leaves: LeafCertificateCache | undefined;
   readonly ctx: ProxyContext;
   readonly observer: ForwardObserver;
+  /** Where an untouched tunnel may be spliced to (issue 10 items 10, 11). */
+  readonly policy: DialPolicy;
+  /** limits.idleTimeoutSeconds for spliced tunnels. */
+  readonly idleTimeoutMs: number;
   /** Hands a tunnel that carries HTTP (plain, or decrypted) to the sidecar's HTTP parser. */
   serveHttp(socket: Duplex, scheme: Scheme, destination: Destination): void;
 }
@@ -41,7 +46,7 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
   const deny = options.unmatched === 'deny';
 
   const refuse = (socket: Duplex, err: SidecarError) => {
-    observer.forwarded('connect', err.status === 403 ? 'denied' : 'invalid');
+    observer.forwarded('connect', refusedResult(err));
     sendErrorOnSocket(socket, err, undefined);
     // Read (and drop) until the app hangs up: a paused half-open socket would never close.
     socket.resume();
@@ -51,12 +56,19 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
     splice(socket, destination, {
       head,
       announce,
+      policy: options.policy,
+      idleTimeoutMs: options.idleTimeoutMs,
       onConnectError(err) {
-        observer.forwarded('connect', 'unreachable');
-        const e = upstreamError(err, `${destination.name}:${destination.port}`);
-        if (announce) sendErrorOnSocket(socket, e, undefined);
-        else socket.destroy();
-        if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ destination: `${destination.name}:${destination.port}`, code: e.code }, 'CONNECT destination unreachable');
+        // A refusal of the dial policy is the sidecar's answer (403, 508), not an unreachable destination.
+        const refused = err instanceof SidecarError;
+        observer.forwarded('connect', refused ? refusedResult(err) : 'unreachable');
+        const e = refused ? err : upstreamError(err, `${destination.name}:${destination.port}`);
+        if (announce) {
+          sendErrorOnSocket(socket, e, undefined);
+          // Read (and drop) until the app hangs up, as refuse() does.
+          socket.resume();
+        } else socket.destroy();
+        if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ destination: `${destination.name}:${destination.port}`, code: e.code }, refused ? 'CONNECT destination refused' : 'CONNECT destination unreachable');
       },
     });
   };
@@ -148,4 +160,10 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
       tunnelUntouched(socket, destination, first, false);
     });
   };
+}
+
+/** The forward-proxy result for the sidecar refusing a destination. */
+export function refusedResult(err: SidecarError): ForwardResult {
+  if (err.code === 'ERR_FORWARD_LOOP') return 'loop';
+  return err.status === 403 ? 'denied' : 'invalid';
 }
