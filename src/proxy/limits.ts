@@ -173,6 +173,16 @@ export function guardServer(server: Server, kind: ListenerKind, limits: Listener
 }
 
 /**
+ * node:http starts checking header and request timeouts when a server starts listening
+ * (lib/_http_server.js setupConnectionsTracking, on 'listening'). A server that only parses
+ * sockets handed to it (the HTTP inside CONNECT tunnels) never listens, so nothing would ever
+ * time out there: start the checks as listening would. server.close() stops them.
+ */
+export function startTimeoutChecks(server: Server): void {
+  server.emit('listening');
+}
+
+/**
  * Issue 10 item 3: `maxConnections` on the listening server closes a connection past the cap
  * as it is accepted (node emits 'drop'), so one neighbour cannot take every descriptor. Open
  * connections are counted per listener kind; tunnels and upgrades stay counted until closed.

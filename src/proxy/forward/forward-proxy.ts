@@ -11,7 +11,7 @@
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ForwardDeniedError, ForwardTargetError, type SidecarError } from '../../errors.js';
-import { guardServer, httpServerOptions, NO_CONNECTION_OBSERVER, type ConnectionObserver, type ListenerLimits } from '../limits.js';
+import { guardServer, httpServerOptions, NO_CONNECTION_OBSERVER, startTimeoutChecks, type ConnectionObserver, type ListenerLimits } from '../limits.js';
 import type { ConnectListener } from '../listen.js';
 import { sendError } from '../respond.js';
 import { proxyRequest, type ProxyContext, type ProxyRoute } from '../reverse-proxy.js';
@@ -120,6 +120,7 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
       return tunnel && url.startsWith('/') ? routeFor(req, tunnel.scheme, tunnel.destination, url) : undefined;
     }, ctx),
   });
+  startTimeoutChecks(inner);
 
   const connectListener = createConnectHandler({
     table,
@@ -160,6 +161,9 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
       };
     },
     connectListener,
-    close: () => passthrough.close(),
+    async close() {
+      inner.close();
+      await passthrough.close();
+    },
   };
 }
