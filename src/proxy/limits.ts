@@ -79,7 +79,8 @@ export interface GuardedHandlers {
 const kDetachedIdle = Symbol('detachedIdle');
 
 interface ConnectionState {
-  inFlight: number;
+  /** Requests in flight: their responses, not finished yet, in order. */
+  readonly responses: Set<ServerResponse>;
   /** Paused by us at the in-flight limit (as opposed to node's own write backpressure). */
   paused: boolean;
 }
@@ -96,7 +97,7 @@ export function guardServer(server: Server, kind: ListenerKind, limits: Listener
   const states = new WeakMap<Duplex, ConnectionState>();
   const stateOf = (socket: Duplex) => {
     let state = states.get(socket);
-    if (!state) states.set(socket, (state = { inFlight: 0, paused: false }));
+    if (!state) states.set(socket, (state = { responses: new Set(), paused: false }));
     return state;
   };
   const reject = (socket: Duplex, reason: RejectReason) => {
@@ -111,25 +112,24 @@ export function guardServer(server: Server, kind: ListenerKind, limits: Listener
     // once. A connection that sends more while already at the limit is cut; none of the
     // excess reaches a handler (the rest of the chunk still parsed lands here too).
     if (socket.destroyed) return;
-    if (state.inFlight >= limits.maxRequestsInFlight) return reject(socket, 'pipelining');
+    if (state.responses.size >= limits.maxRequestsInFlight) return reject(socket, 'pipelining');
     const refusal = handlers.admit?.(req);
     if (refusal) {
       observer.rejected(kind, 'forward_loop');
       res.shouldKeepAlive = false;
       return sendError(res, refusal, undefined);
     }
-    state.inFlight += 1;
-    if (state.inFlight === limits.maxRequestsInFlight) pauseReading(socket, state);
+    state.responses.add(res);
+    if (state.responses.size === limits.maxRequestsInFlight) pauseReading(socket, state);
     res.once('close', () => {
-      state.inFlight -= 1;
-      if (state.paused && state.inFlight < limits.maxRequestsInFlight) resumeReading(socket, state);
+      state.responses.delete(res);
+      if (state.paused && state.responses.size < limits.maxRequestsInFlight) resumeReading(socket, state);
     });
     handlers.request(req, res);
   });
 
   const detached = (handler: GuardedHandlers['connect']) => (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const state = stateOf(socket);
-    if (state.inFlight >= limits.maxRequestsInFlight) return reject(socket, 'pipelining');
+    if (stateOf(socket).responses.size >= limits.maxRequestsInFlight) return reject(socket, 'pipelining');
     const refusal = handlers.admit?.(req);
     if (refusal) {
       observer.rejected(kind, 'forward_loop');
@@ -155,19 +155,20 @@ export function guardServer(server: Server, kind: ListenerKind, limits: Listener
   if (handlers.connect) server.on('connect', detached(handlers.connect));
   if (handlers.upgrade) server.on('upgrade', detached(handlers.upgrade));
 
-  // Timeouts node detects (headers, request): count them, then answer as node would have.
+  // Timeouts node detects (headers, request): count them, then answer as node would have
+  // (a listener on 'clientError' replaces node's default answer).
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const state = states.get(socket);
-    const pending = (state?.inFlight ?? 0) > 0;
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') observer.rejected(kind, pending ? 'request_timeout' : 'headers_timeout');
-    // A response already under way cannot be followed by another status line.
-    if (socket.writable && !pending) socket.write(clientErrorResponse(err.code));
+    const responses = [...(state?.responses ?? [])];
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') observer.rejected(kind, responses.length > 0 ? 'request_timeout' : 'headers_timeout');
+    // A response already under way cannot be followed by another status line; a reset peer reads nothing.
+    if (socket.writable && err.code !== 'ECONNRESET' && !responses.some((r) => r.headersSent)) socket.write(clientErrorResponse(err.code));
     socket.destroy();
   });
   server.on('timeout', (socket: Duplex) => {
     // Fired for the idle timeout during a request and for node's keep-alive timeout between
     // requests; only the first is the sidecar giving up on a peer.
-    if ((states.get(socket)?.inFlight ?? 0) > 0) observer.rejected(kind, 'idle_timeout');
+    if ((states.get(socket)?.responses.size ?? 0) > 0) observer.rejected(kind, 'idle_timeout');
     socket.destroy();
   });
 }
@@ -218,7 +219,15 @@ function resumeReading(socket: Duplex, state: ConnectionState): void {
   socket.resume();
 }
 
+/** node's own answers to a client error (lib/_http_server.js socketOnError). */
 function clientErrorResponse(code: string | undefined): string {
-  const status = code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+  const status =
+    code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? '408 Request Timeout'
+      : code === 'HPE_HEADER_OVERFLOW'
+        ? '431 Request Header Fields Too Large'
+        : code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW'
+          ? '413 Payload Too Large'
+          : '400 Bad Request';
   return `HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`;
 }
