@@ -19,10 +19,12 @@ import { createLogger, type Logger } from './log/logger.js';
 import { createRedactor, type Redactor } from './log/redact.js';
 import { LogThrottle } from './log/throttle.js';
 import { openInterceptionCa } from './proxy/forward/ca.js';
+import { createDialPolicy } from './proxy/forward/dial-policy.js';
 import { createForwardProxy } from './proxy/forward/forward-proxy.js';
 import { LeafCertificateCache } from './proxy/forward/leaf-cache.js';
 import type { ForwardRoute } from './proxy/forward/types.js';
-import { listenHttp, type ListenOptions, type ListeningServer } from './proxy/listen.js';
+import { listenerLimits, type ListenerKind } from './proxy/limits.js';
+import { listenHttp, type ConnectListener, type ListeningServer } from './proxy/listen.js';
 import {
   createDedicatedListenerHandler,
   createSharedListenerHandler,
@@ -179,10 +181,20 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
   }
 
   const ctx: ProxyContext = { tokens: tokenProvider, logger, observer: metrics.proxyObserver, failureLogs: new LogThrottle() };
+  // Issue 10 item 10: no relay back into any of the listeners below; item 11: with
+  // allowNonLoopback, other hosts' requests are not relayed to local-only services.
+  const dialPolicy = createDialPolicy({ refuseLocalDestinations: config.proxy.allowNonLoopback });
   const servers: ListeningServer[] = [];
-  const listen = async (address: ListenAddress, key: string, onRequest: RequestListener, onUpgrade?: UpgradeListener, more?: ListenOptions) => {
+  const listen = async (kind: ListenerKind, address: ListenAddress, key: string, onRequest: RequestListener, onUpgrade?: UpgradeListener, onConnect?: ConnectListener) => {
     try {
-      const s = await listenHttp(address, onRequest, onUpgrade, more);
+      const s = await listenHttp(address, onRequest, onUpgrade, {
+        kind,
+        limits: listenerLimits(config.limits, kind),
+        observer: metrics.connectionObserver,
+        admit: (req) => dialPolicy.admit(req),
+        onConnect,
+      });
+      dialPolicy.addListener(s.address);
       servers.push(s);
       cleanups.push(() => s.close(0));
       return s;
@@ -200,20 +212,25 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
     unmatched: config.forward.unmatched,
     leaves: interceptionCa ? new LeafCertificateCache(interceptionCa.authority, { validitySeconds: config.forward.leafValiditySeconds }) : undefined,
     observer: metrics.forwardObserver,
+    policy: dialPolicy,
+    limits: listenerLimits(config.limits, 'proxy'),
+    connections: metrics.connectionObserver,
   });
   cleanups.push(() => forward.close());
 
   const shared = await listen(
+    'proxy',
     config.proxy.listen,
     'proxy.listen',
     forward.requestListener(createSharedListenerHandler(proxyRoutes, ctx)),
     createUpgradeHandler(forward.upgradeResolver(sharedRouteResolver(proxyRoutes)), ctx),
-    { onConnect: forward.connectListener },
+    forward.connectListener,
   );
   const routeUrls: Record<string, string> = {};
   for (const route of proxyRoutes) {
     if (!route.listen) continue;
     const s = await listen(
+      'proxy',
       route.listen,
       `${route.keyPath}.listen`,
       createDedicatedListenerHandler(route, ctx),
@@ -224,10 +241,11 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
 
   const endpointCtx = { tokens: tokenProvider, logger, observer: createEndpointMetrics(metrics.registry, config.routes.map((r) => r.name)), failureLogs: ctx.failureLogs };
   const endpointUrls: Partial<Record<EndpointName, string>> = {};
-  for (const e of endpointListeners(config, endpointCtx, subjectSource)) endpointUrls[e.name] = (await listen(e.listen, e.key, e.handler)).url;
+  for (const e of endpointListeners(config, endpointCtx, subjectSource)) endpointUrls[e.name] = (await listen('endpoints', e.listen, e.key, e.handler)).url;
 
   let accepting = true;
   const admin = await listen(
+    'admin',
     config.admin.listen,
     'admin.listen',
     createAdminHandler({ registry: metrics.registry, tokenStatus: () => tokenProvider.status(), accepting: () => accepting }),
@@ -239,7 +257,8 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
       admin: admin.url,
       routes: config.routes.map((r) => ({ name: r.name, host: r.host ?? null, listen: routeUrls[r.name] ?? null, upstream: r.upstream?.origin ?? null, intercept: r.intercept })),
       forward: { unmatched: config.forward.unmatched, caCert: interceptionCa?.certPath ?? null },
-      endpoints: endpointUrls,
+      // Issue 10 item 20: not { token: url }, which the redaction of every "token" key censors.
+      endpoints: Object.entries(endpointUrls).map(([name, url]) => ({ name, url })),
       sts: `${sts.url.origin}${sts.url.pathname}`,
       subjectTokenSource: subjectSource.description,
       ...(identity ? { identity: describeIdentity(identity.current()) } : {}),

@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ExchangeResult, RouteTokenStatus, TokenProviderObserver } from '../cache/token-provider.js';
 import type { ProxyObserver } from '../proxy/reverse-proxy.js';
 import type { ForwardObserver } from '../proxy/forward/types.js';
+import type { ConnectionObserver, ListenerKind } from '../proxy/limits.js';
 
 export const METRIC_PREFIX = 'sts_sidecar_';
 
@@ -16,6 +17,7 @@ export interface SidecarMetrics {
   readonly proxyObserver: ProxyObserver;
   readonly forwardObserver: ForwardObserver;
   readonly identityObserver: IdentityObserver;
+  readonly connectionObserver: ConnectionObserver;
 }
 
 export interface IdentityObserver {
@@ -122,7 +124,7 @@ export function createMetrics(
 
   const forwarded = new Counter({
     name: `${METRIC_PREFIX}forward_requests_total`,
-    help: 'Forward-proxy decisions: kind = absolute | connect | tunnel_request, result = routed | passthrough | denied | invalid | http | intercepted | not_intercepted | tunnelled | unreachable.',
+    help: 'Forward-proxy decisions: kind = absolute | connect | tunnel_request, result = routed | passthrough | denied | invalid | http | intercepted | not_intercepted | tunnelled | unreachable | loop.',
     labelNames: ['kind', 'result'] as const,
     registers: [registry],
   });
@@ -154,6 +156,29 @@ export function createMetrics(
     registers: [registry],
   });
 
+  // Issue 10 items 1-3: what each listener kind holds open, and what the sidecar cut and why.
+  const openConnections: Record<ListenerKind, number> = { proxy: 0, admin: 0, endpoints: 0 };
+  new Gauge({
+    name: `${METRIC_PREFIX}connections_open`,
+    help: 'Connections open on the listeners of a kind (listener = proxy | admin | endpoints), tunnels and upgrades included.',
+    labelNames: ['listener'] as const,
+    registers: [registry],
+    collect() {
+      for (const [listener, n] of Object.entries(openConnections)) this.set({ listener }, n);
+    },
+  });
+  const rejected = new Counter({
+    name: `${METRIC_PREFIX}connections_rejected_total`,
+    help: 'Connections the sidecar closed, by listener kind and reason (max_connections, pipelining, headers_timeout, request_timeout, idle_timeout, forward_loop).',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [registry],
+  });
+  const connectionObserver: ConnectionObserver = {
+    opened: (kind) => void (openConnections[kind] += 1),
+    closed: (kind) => void (openConnections[kind] -= 1),
+    rejected: (kind, reason) => rejected.labels(kind, reason).inc(),
+  };
+
   const durationChildren = new Map<string, { observe(v: number): void }>();
   const durationChild = (route: string) => {
     let child = durationChildren.get(route);
@@ -182,7 +207,7 @@ export function createMetrics(
     retriedAfter401: (route) => retries.labels(routeLabel(route)).inc(),
   };
   const identityObserver: IdentityObserver = { rotated: () => rotations.inc(), reloadFailed: () => reloadErrors.inc() };
-  return { registry, tokenObserver, proxyObserver, identityObserver, forwardObserver };
+  return { registry, tokenObserver, proxyObserver, identityObserver, forwardObserver, connectionObserver };
 }
 
 /** Counts per label set, kept as plain numbers between scrapes. */

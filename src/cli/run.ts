@@ -1,13 +1,14 @@
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
 import { SidecarError } from '../errors.js';
-import { startSidecar } from '../main.js';
+import { startSidecar, type Sidecar } from '../main.js';
 
 const USAGE = `Usage: sts-sidecar [run] --config FILE
 
 Runs the sidecar: the proxy listener, each route's dedicated listener and the admin
 listener (/metrics, /healthz, /readyz), as configured. SIGTERM or SIGINT drains
-in-flight requests (shutdown.drainSeconds) and exits.
+in-flight requests (shutdown.drainSeconds) and exits. SIGHUP is logged and ignored:
+configuration reload is not supported yet.
 
 Options:
   -c, --config FILE   config file (YAML or JSON); default: $STS_SIDECAR_CONFIG
@@ -36,23 +37,34 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.stderr.write(`sts-sidecar run: no config: pass --config FILE or set STS_SIDECAR_CONFIG\n\n${USAGE}`);
     return 2;
   }
-  let sidecar;
+  // Issue 10 item 16: node's default for SIGHUP is to exit (129) with no drain; a terminal
+  // closing or an operator's `kill -HUP` expecting a reload must not take the sidecar down.
+  // Installed before start-up, so a SIGHUP while listeners open is no different.
+  let sidecar: Sidecar | undefined;
+  const hangUp = (signal: NodeJS.Signals) => {
+    const message = 'configuration reload is not supported yet; the running configuration stays';
+    if (sidecar) sidecar.logger.info({ signal }, message);
+    else process.stderr.write(`sts-sidecar: ${signal}: ${message}\n`);
+  };
+  process.on('SIGHUP', hangUp);
   try {
     sidecar = await startSidecar(await loadConfigFile(path));
   } catch (err) {
+    process.off('SIGHUP', hangUp);
     if (err instanceof SidecarError) {
       process.stderr.write(`sts-sidecar: ${err.message}\n`);
       return 2;
     }
     throw err;
   }
+  const running = sidecar;
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
-      sidecar.logger.info({ signal }, 'shutting down: draining in-flight requests');
+      running.logger.info({ signal }, 'shutting down: draining in-flight requests');
       process.off('SIGTERM', stop).off('SIGINT', stop);
       // A second signal during the drain ends it at once.
       process.once('SIGTERM', () => process.exit(1)).once('SIGINT', () => process.exit(1));
-      sidecar.close().then(
+      running.close().then(
         () => resolve(0),
         () => resolve(1),
       );

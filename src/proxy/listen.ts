@@ -5,6 +5,16 @@ import { createServer, type IncomingMessage, type Server, type RequestListener }
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenAddress } from '../config/schema.js';
+import {
+  capConnections,
+  guardServer,
+  httpServerOptions,
+  NO_CONNECTION_OBSERVER,
+  type Admission,
+  type ConnectionObserver,
+  type ListenerKind,
+  type ListenerLimits,
+} from './limits.js';
 import type { UpgradeListener } from './upgrade.js';
 
 export interface ListeningServer {
@@ -20,6 +30,12 @@ export interface ListeningServer {
 export type ConnectListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 export interface ListenOptions {
+  /** Which bounds apply (issue 10 items 1-3) and the label its metrics carry. */
+  readonly kind: ListenerKind;
+  readonly limits: ListenerLimits;
+  readonly observer?: ConnectionObserver;
+  /** Refuses a request before its handler (a loop back into the sidecar, issue 10 item 10). */
+  readonly admit?: Admission;
   /** Handles CONNECT; without it node answers CONNECT by closing the connection. */
   readonly onConnect?: ConnectListener;
 }
@@ -27,12 +43,14 @@ export interface ListenOptions {
 export async function listenHttp(
   address: ListenAddress,
   onRequest: RequestListener,
-  onUpgrade?: UpgradeListener,
-  options: ListenOptions = {},
+  onUpgrade: UpgradeListener | undefined,
+  options: ListenOptions,
 ): Promise<ListeningServer> {
-  const server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, onRequest);
-  if (onUpgrade) server.on('upgrade', onUpgrade);
-  if (options.onConnect) server.on('connect', options.onConnect);
+  const { kind, limits } = options;
+  const observer = options.observer ?? NO_CONNECTION_OBSERVER;
+  const server = createServer(httpServerOptions(limits));
+  guardServer(server, kind, limits, observer, { request: onRequest, upgrade: onUpgrade, connect: options.onConnect, admit: options.admit });
+  capConnections(server, kind, limits, observer);
   // node:http forgets a socket once it is upgraded (or CONNECTed), so closeAllConnections()
   // would leave WebSocket and CONNECT tunnels open forever at shutdown: track every socket ourselves.
   const sockets = new Set<Socket>();

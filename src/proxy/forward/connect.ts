@@ -14,11 +14,12 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
-import { ForwardDeniedError, type SidecarError } from '../../errors.js';
+import { ForwardDeniedError, SidecarError } from '../../errors.js';
 import { sendErrorOnSocket, upstreamError } from '../respond.js';
 import type { ProxyContext } from '../reverse-proxy.js';
 import type { RouteTable } from '../routing.js';
 import { authority, DEFAULT_PORT, dialName, parseAuthority, type Destination, type Scheme } from './destination.js';
+import type { DialPolicy } from './dial-policy.js';
 import type { LeafCertificateCache } from './leaf-cache.js';
 import { CONNECT_ESTABLISHED, firstBytes, ReplayedSocket, splice, type OpenTunnel } from './tunnel.js';
 import type { ForwardObserver, ForwardResult, ForwardRoute } from './types.js';
@@ -33,6 +34,10 @@ export interface ConnectHandlerOptions {
   readonly leaves: LeafCertificateCache | undefined;
   readonly ctx: ProxyContext;
   readonly observer: ForwardObserver;
+  /** Where an untouched tunnel may be spliced to (issue 10 items 10, 11). */
+  readonly policy: DialPolicy;
+  /** limits.idleTimeoutSeconds for spliced tunnels. */
+  readonly idleTimeoutMs: number;
   /** Hands a tunnel that carries HTTP (plain, or decrypted) to the sidecar's HTTP parser. */
   serveHttp(socket: Duplex, scheme: Scheme, destination: Destination): void;
 }
@@ -42,21 +47,27 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
   const deny = options.unmatched === 'deny';
 
   const refuse = (socket: Duplex, err: SidecarError) => {
-    observer.forwarded('connect', err.status === 403 ? 'denied' : 'invalid');
+    observer.forwarded('connect', refusedResult(err));
     sendErrorOnSocket(socket, err, undefined);
     // Read (and drop) until the app hangs up: a paused half-open socket would never close.
     socket.resume();
   };
 
-  /** The destination refused or could not be found: 502 when the CONNECT is still unanswered, else a close. */
+  /**
+   * The destination refused or could not be found (502), or the dial policy refused it (the
+   * sidecar's own 403 or 508, issue 10 items 10, 11): an answer when the CONNECT is still
+   * unanswered, else a close.
+   */
   const unreachable = (socket: Duplex, destination: Destination, err: Error, answer: boolean) => {
-    observer.forwarded('connect', 'unreachable');
-    const e = upstreamError(err, `${destination.name}:${destination.port}`);
+    const refused = err instanceof SidecarError;
+    observer.forwarded('connect', refused ? refusedResult(err) : 'unreachable');
+    const e = refused ? err : upstreamError(err, `${destination.name}:${destination.port}`);
     if (answer) {
       sendErrorOnSocket(socket, e, undefined);
+      // Read (and drop) until the app hangs up, as refuse() does.
       socket.resume();
     } else socket.destroy();
-    if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ destination: `${destination.name}:${destination.port}`, code: e.code }, 'CONNECT destination unreachable');
+    if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ destination: `${destination.name}:${destination.port}`, code: e.code }, refused ? 'CONNECT destination refused' : 'CONNECT destination unreachable');
   };
 
   /** Splices the tunnel to its destination; counted once, as `result` or as unreachable (issue 10 item 21). */
@@ -64,6 +75,8 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
     splice(socket, destination, {
       head,
       announce,
+      policy: options.policy,
+      idleTimeoutMs: options.idleTimeoutMs,
       onOpen(tunnel) {
         observer.forwarded('connect', result);
         tunnel.join(head);
@@ -82,6 +95,8 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
     splice(socket, destination, {
       head,
       announce: true,
+      policy: options.policy,
+      idleTimeoutMs: options.idleTimeoutMs,
       onOpen: (tunnel) => inspect(socket, head, destination, forHttps, tunnel),
       onConnectError(err) {
         if (!servesHttp) return unreachable(socket, destination, err, true);
@@ -246,4 +261,10 @@ export function describeHandshakeFailure(code: string | undefined): HandshakeFai
     reason: 'handshake_failed',
     message: 'TLS with the app failed on an intercepted tunnel: no common protocol version or cipher, or not a TLS client',
   };
+}
+
+/** The forward-proxy result for the sidecar refusing a destination. */
+export function refusedResult(err: SidecarError): ForwardResult {
+  if (err.code === 'ERR_FORWARD_LOOP') return 'loop';
+  return err.status === 403 ? 'denied' : 'invalid';
 }

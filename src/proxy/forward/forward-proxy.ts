@@ -11,6 +11,7 @@
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ForwardDeniedError, ForwardTargetError, PathRejectedError, type SidecarError } from '../../errors.js';
+import { guardServer, httpServerOptions, NO_CONNECTION_OBSERVER, startTimeoutChecks, type ConnectionObserver, type ListenerLimits } from '../limits.js';
 import type { ConnectListener } from '../listen.js';
 import { normalizeRequestTarget } from '../request-path.js';
 import { sendError } from '../respond.js';
@@ -19,6 +20,7 @@ import { RouteTable } from '../routing.js';
 import { createUpgradeHandler } from '../upgrade.js';
 import { createConnectHandler } from './connect.js';
 import { authority, DEFAULT_PORT, isAbsoluteForm, parseAbsoluteForm, type Destination, type Scheme } from './destination.js';
+import type { DialPolicy } from './dial-policy.js';
 import type { LeafCertificateCache } from './leaf-cache.js';
 import { createPassthrough } from './passthrough.js';
 import type { ForwardKind, ForwardObserver, ForwardRoute } from './types.js';
@@ -32,6 +34,11 @@ export interface ForwardProxyOptions {
   readonly observer: ForwardObserver;
   /** How long a passed-through request may wait for the destination's response headers. */
   readonly passthroughHeadersTimeoutMs?: number;
+  /** Where unrouted traffic may be relayed (issue 10 items 10, 11). */
+  readonly policy: DialPolicy;
+  /** The proxy listener's bounds, also for the HTTP parsed inside tunnels (issue 10 items 1, 2). */
+  readonly limits: ListenerLimits;
+  readonly connections?: ConnectionObserver;
 }
 
 export interface ForwardProxy {
@@ -56,7 +63,7 @@ interface Tunnel {
 export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
   const { ctx, observer } = options;
   const table = new RouteTable(options.routes);
-  const passthrough = createPassthrough({ headersTimeoutMs: options.passthroughHeadersTimeoutMs ?? 300_000 });
+  const passthrough = createPassthrough({ headersTimeoutMs: options.passthroughHeadersTimeoutMs ?? 300_000, policy: options.policy });
   const deny = options.unmatched === 'deny';
 
   /**
@@ -109,22 +116,25 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
   // Tunnels that carry HTTP are parsed by this server: it never listens, the CONNECT handler
   // hands it sockets. Requests are matched against the tunnel's destination.
   const tunnels = new WeakMap<Duplex, Tunnel>();
-  const inner = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => {
-    const tunnel = tunnels.get(req.socket);
-    const url = req.url ?? '/';
-    if (!tunnel) return void res.destroy();
-    // RFC 9112 3.2.1: inside a tunnel the app talks to the origin, so origin-form only.
-    if (!url.startsWith('/')) return invalid(res, 'tunnel_request', new ForwardTargetError('requests inside a CONNECT tunnel must use origin-form targets'));
-    forward(req, res, 'tunnel_request', tunnel.scheme, tunnel.destination, url);
-  });
-  inner.on(
-    'upgrade',
-    createUpgradeHandler((req) => {
+  // Its sockets were counted (and capped) by the proxy listener that accepted them.
+  const inner = createServer(httpServerOptions(options.limits));
+  guardServer(inner, 'proxy', options.limits, options.connections ?? NO_CONNECTION_OBSERVER, {
+    admit: (req) => options.policy.admit(req),
+    request(req, res) {
+      const tunnel = tunnels.get(req.socket);
+      const url = req.url ?? '/';
+      if (!tunnel) return void res.destroy();
+      // RFC 9112 3.2.1: inside a tunnel the app talks to the origin, so origin-form only.
+      if (!url.startsWith('/')) return invalid(res, 'tunnel_request', new ForwardTargetError('requests inside a CONNECT tunnel must use origin-form targets'));
+      forward(req, res, 'tunnel_request', tunnel.scheme, tunnel.destination, url);
+    },
+    upgrade: createUpgradeHandler((req) => {
       const tunnel = tunnels.get(req.socket);
       const url = req.url ?? '/';
       return tunnel && url.startsWith('/') ? routeFor(req, tunnel.scheme, tunnel.destination, url) : undefined;
     }, ctx),
-  );
+  });
+  startTimeoutChecks(inner);
 
   const connectListener = createConnectHandler({
     table,
@@ -132,6 +142,8 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
     leaves: options.leaves,
     ctx,
     observer,
+    policy: options.policy,
+    idleTimeoutMs: options.limits.idleTimeoutMs,
     serveHttp(socket, scheme, destination) {
       tunnels.set(socket, { scheme, destination });
       inner.emit('connection', socket);
@@ -165,6 +177,9 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
       };
     },
     connectListener,
-    close: () => passthrough.close(),
+    async close() {
+      inner.close();
+      await passthrough.close();
+    },
   };
 }

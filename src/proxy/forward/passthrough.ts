@@ -4,20 +4,32 @@
  * Proxy-* ones. No token, no identity certificate (the workload's mTLS identity is for
  * routed upstreams only), the destination's certificate checked against the system's trust.
  * Redirects are answered to the app, never followed (undici does not follow by default).
+ * Every connection is dialled through the dial policy (no loop back into the sidecar, no
+ * local-only destination when proxy.allowNonLoopback is set), and each request carries the
+ * sidecar's Via (RFC 9110 7.6.3) so a loop no address reveals is still recognised.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { Agent, type Dispatcher } from 'undici';
+import { Agent, buildConnector, type Dispatcher } from 'undici';
+import { SidecarError } from '../../errors.js';
 import { forwardRequestHeaders, forwardResponseHeaders } from '../headers.js';
 import { relayInformational, sendError, upstreamError } from '../respond.js';
 import { authority, type Destination, type Scheme } from './destination.js';
+import type { DialPolicy } from './dial-policy.js';
 
 export interface Passthrough {
   forward(req: IncomingMessage, res: ServerResponse, scheme: Scheme, destination: Destination, path: string): void;
   close(): Promise<void>;
 }
 
-export function createPassthrough(options: { readonly headersTimeoutMs: number }): Passthrough {
+export interface PassthroughOptions {
+  readonly headersTimeoutMs: number;
+  readonly policy: DialPolicy;
+}
+
+export function createPassthrough(options: PassthroughOptions): Passthrough {
+  const { policy } = options;
   const agent = new Agent({
+    connect: guardedConnector(policy),
     keepAliveTimeout: 30_000,
     connections: 64,
     headersTimeout: options.headersTimeoutMs,
@@ -29,6 +41,7 @@ export function createPassthrough(options: { readonly headersTimeoutMs: number }
       const host = authority(destination, scheme);
       const headers = forwardRequestHeaders(req.rawHeaders, req.headers.connection, { tokenHeader: '', dropTokenHeader: false });
       headers.push('host', host);
+      headers.push('via', policy.via(req.httpVersion));
       const length = req.headers['content-length'];
       const withBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
       const origin = `${scheme}://${host}`;
@@ -38,6 +51,25 @@ export function createPassthrough(options: { readonly headersTimeoutMs: number }
       );
     },
     close: () => agent.destroy(),
+  };
+}
+
+/**
+ * undici's connector with the policy's lookup hook (undici passes connect options through to
+ * net.connect / tls.connect). Built per connection: the hook needs the port to recognise the
+ * sidecar's own listeners.
+ */
+function guardedConnector(policy: DialPolicy): buildConnector.connector {
+  return (opts, callback) => {
+    const port = Number(opts.port) || (opts.protocol === 'https:' ? 443 : 80);
+    const host = opts.hostname.replace(/^\[|\]$/g, '');
+    const refused = policy.literalRefusal(host, port);
+    if (refused) return void callback(refused, null);
+    buildConnector({ lookup: policy.lookup(port) })(opts, (err, socket) => {
+      if (socket && 'localPort' in socket) policy.trackRelay(socket);
+      if (err) callback(err, null);
+      else callback(null, socket!);
+    });
   };
 }
 
@@ -78,6 +110,6 @@ class PassthroughResponse implements Dispatcher.DispatchHandler {
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
     if (this.#res.destroyed) return;
-    sendError(this.#res, upstreamError(err, this.#origin), undefined);
+    sendError(this.#res, err instanceof SidecarError ? err : upstreamError(err, this.#origin), undefined);
   }
 }

@@ -2,10 +2,11 @@
  * Byte-for-byte CONNECT tunnels (RFC 9110 9.3.6), and the replay stream that lets a tunnel
  * be inspected before deciding what to do with it.
  */
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { Duplex } from 'node:stream';
 import type { Destination } from './destination.js';
 import { dialName } from './destination.js';
+import type { DialPolicy } from './dial-policy.js';
 
 /** RFC 9110 9.3.6: any 2xx answer to CONNECT switches the connection to tunnel mode. */
 export const CONNECT_ESTABLISHED = 'HTTP/1.1 200 Connection established\r\n\r\n';
@@ -15,8 +16,12 @@ export interface SpliceOptions {
   readonly head: Buffer;
   /** Write the 200 once the destination accepted the connection (false: already written). */
   readonly announce: boolean;
-  /** The destination could not be reached; the app socket is still open, and the callback's to answer or close. */
+  /** The destination could not be reached, or may not be (a SidecarError); the app socket is still open, and the callback's to answer or close. */
   readonly onConnectError: (err: Error) => void;
+  /** Where the tunnel may go (issue 10 items 10, 11). */
+  readonly policy: DialPolicy;
+  /** A tunnel with no bytes either way for this long is closed (limits.idleTimeoutSeconds). */
+  readonly idleTimeoutMs: number;
   /**
    * Called once the destination accepted the connection (after the 200 when `announce`).
    * Without it the tunnel is joined at once with `head`. With it the caller decides: join
@@ -37,8 +42,12 @@ export interface OpenTunnel {
  * Connects to the destination and splices both directions. Half-closes pass through (the
  * app's socket allows them), so protocols that end their request with FIN still work.
  */
-export function splice(client: Duplex, destination: Destination, options: SpliceOptions): Socket {
-  const upstream = connect({ host: dialName(destination), port: destination.port });
+export function splice(client: Duplex, destination: Destination, options: SpliceOptions): void {
+  const host = dialName(destination);
+  const { port } = destination;
+  const refused = options.policy.literalRefusal(host, port);
+  if (refused) return void process.nextTick(() => options.onConnectError(refused));
+  const upstream = connect({ host, port, lookup: options.policy.lookup(port) });
   let connected = false;
   let released = false;
   const tunnel: OpenTunnel = {
@@ -58,6 +67,9 @@ export function splice(client: Duplex, destination: Destination, options: Splice
   upstream.once('connect', () => {
     connected = true;
     if (client.destroyed) return void upstream.destroy();
+    options.policy.trackRelay(upstream);
+    // Either side's activity counts: bytes from the destination are written to the app's socket.
+    upstream.setTimeout(options.idleTimeoutMs, () => upstream.destroy());
     if (options.announce) client.write(CONNECT_ESTABLISHED);
     if (options.onOpen) options.onOpen(tunnel);
     else tunnel.join(options.head);
@@ -73,7 +85,6 @@ export function splice(client: Duplex, destination: Destination, options: Splice
   upstream.once('close', () => {
     if (connected && !released) client.destroy();
   });
-  return upstream;
 }
 
 /**

@@ -17,7 +17,8 @@ export type ForwardKind = 'absolute' | 'connect' | 'tunnel_request';
  * passthrough: forwarded to its destination without a token; denied: 403 under `unmatched: deny`;
  * invalid: a target the proxy cannot use (400); for CONNECT also http (plain HTTP parsed inside),
  * intercepted, not_intercepted (routed host, TLS passed untouched: no token), tunnelled (no
- * route, untouched) and unreachable (the destination refused the connection).
+ * route, untouched) and unreachable (the destination refused the connection); loop: the
+ * destination is the sidecar itself (508, issue 10 item 10).
  */
 export type ForwardResult =
   | 'routed'
@@ -28,7 +29,8 @@ export type ForwardResult =
   | 'intercepted'
   | 'not_intercepted'
   | 'tunnelled'
-  | 'unreachable';
+  | 'unreachable'
+  | 'loop';
 
 export interface ForwardObserver {
   forwarded(kind: ForwardKind, result: ForwardResult): void;
