@@ -79,6 +79,12 @@ export function createMetrics(
     labelNames: ['route'] as const,
     registers: [registry],
   });
+  const invalidationsRefused = new Counter({
+    name: `${METRIC_PREFIX}token_invalidations_refused_total`,
+    help: 'Upstream 401s that did not drop the token: the route already had one within limits.reexchangeAfter401IntervalSeconds.',
+    labelNames: ['route'] as const,
+    registers: [registry],
+  });
   new Gauge({
     name: `${METRIC_PREFIX}token_expiry_seconds`,
     help: "Seconds until the route's current token expires (absent until a token was issued; 0 once expired).",
@@ -194,6 +200,7 @@ export function createMetrics(
       exchangeDuration.labels(routeLabel(route)).observe(seconds);
     },
     invalidated: (route) => invalidations.labels(routeLabel(route)).inc(),
+    invalidationRefused: (route) => invalidationsRefused.labels(routeLabel(route)).inc(),
     bindingMismatch: (route) => bindingMismatches.labels(routeLabel(route)).inc(),
   };
   const proxyObserver: ProxyObserver = {
