@@ -8,6 +8,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { RouteTokenStatus } from '../cache/token-provider.js';
+import { sendJson } from '../http/reply.js';
+
+const NO_STORE = { 'cache-control': 'no-store' } as const;
 
 export interface AdminOptions {
   readonly registry: Registry;
@@ -52,7 +55,5 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
+  sendJson(res, status, body, NO_STORE);
 }

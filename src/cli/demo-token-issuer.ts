@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createWorkloadIssuer, DEFAULT_WORKLOAD_ISSUER } from '../devsts/index.js';
 import { createProjectedVolume } from '../demo/projected-volume.js';
+import { listenUrl } from '../http/listen-address.js';
+import { sendJson } from '../http/reply.js';
 import { parseListenFlag, UsageError, waitForStopSignal } from './serve-helpers.js';
 
 const USAGE = `Usage: sts-sidecar demo-token-issuer --out DIR --audience AUD --sub SUB [options]
@@ -90,19 +92,16 @@ export async function demoTokenIssuerCommand(argv: string[]): Promise<number> {
   const mint = async () => ({ [file]: await issuer.mint({ sub, aud: audience, expiresInSeconds: lifetimeSeconds }) });
   const volume = await createProjectedVolume(out, await mint());
 
-  const jwks = JSON.stringify(issuer.jwks);
   const server = createServer((req, res) => {
     if (req.method === 'GET' && (req.url === '/openid/v1/jwks' || req.url === '/healthz')) {
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60' });
-      return void res.end(req.url === '/healthz' ? '{"status":"ok"}' : jwks);
+      return sendJson(res, 200, req.url === '/healthz' ? { status: 'ok' } : issuer.jwks, { 'cache-control': 'max-age=60' });
     }
-    res.writeHead(404, { 'content-type': 'application/json' });
-    res.end('{"error":"not found"}');
+    sendJson(res, 404, { error: 'not found' });
   });
   await new Promise<void>((resolve) => server.listen(options.port, options.host, resolve));
   const { address, port } = server.address() as AddressInfo;
   process.stdout.write(
-    `demo token issuer ${options.issuer}: JWKS at http://${address.includes(':') ? `[${address}]` : address}:${port}/openid/v1/jwks; ` +
+    `demo token issuer ${options.issuer}: JWKS at ${listenUrl({ host: address, port })}/openid/v1/jwks; ` +
       `token for ${sub} (aud ${audience}) in ${out}/${file}, rotated every ${Math.floor(lifetimeSeconds * 0.8)} s\n`,
   );
 

@@ -22,6 +22,7 @@ import { startDevSts, createWorkloadIssuer, type DevSts } from '../devsts/index.
 import { startDemoUpstream } from '../demo/upstream.js';
 import { createCertificateAuthority, type KeyPairPem } from '../pki/certificates.js';
 import { certificateThumbprint } from '../tls/thumbprint.js';
+import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../oauth/urns.js';
 import type { LogLevel } from '../config/schema.js';
 
 const USAGE = `Usage: sts-sidecar demo [--once] [--log-level LEVEL]
@@ -41,7 +42,6 @@ Ports 15000 (admin), 15001 (proxy), 15002 (the demo route), 15080 (the STS) and
 const AUDIENCE = 'http://orders.demo';
 const CLIENT_ID = 'orders-client';
 const ALICE_URI = 'spiffe://demo.local/ns/demo/sa/orders-client';
-const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
 
 export async function demoCommand(argv: string[]): Promise<number> {
   let values: { once?: boolean | undefined; help?: boolean | undefined; 'log-level'?: string | undefined };
@@ -97,7 +97,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     proxy: { listen: `127.0.0.1:${proxyPort}` },
     admin: { listen: `127.0.0.1:${adminPort}` },
     log: { level: (values['log-level'] ?? 'warn') as LogLevel },
-    subjectToken: { file: tokenFile, type: TOKEN_TYPE_JWT },
+    subjectToken: { file: tokenFile, type: TOKEN_TYPE.jwt },
     identity: { cert: pki.files.aliceCert, key: pki.files.aliceKey, ca: pki.files.ca },
     sts: { url: sts.tokenUrl, encoding: 'form', clientAuth: { method: 'tls_client_auth', clientId: CLIENT_ID } },
     routes: [
@@ -177,8 +177,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
   out(`  curl -s ${sidecar.adminUrl}/readyz`);
   out(`  curl -s ${sidecar.adminUrl}/metrics | grep '^sts_sidecar_'`);
   out(`  curl -s ${tlsFlags} --cert ${pki.files.aliceCert} --key ${pki.files.aliceKey} -d client_id=${CLIENT_ID} \\`);
-  out(`       -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token=iamtheeggman \\`);
-  out(`       -d subject_token_type=urn:ietf:params:oauth:token-type:access_token ${sts.tokenUrl}   # the seed's exchange, over mTLS`);
+  out(`       -d grant_type=${GRANT_TYPE_TOKEN_EXCHANGE} -d subject_token=iamtheeggman \\`);
+  out(`       -d subject_token_type=${TOKEN_TYPE.accessToken} ${sts.tokenUrl}   # the seed's exchange, over mTLS`);
   out(`  curl -s ${tlsFlags} ${sts.tokenUrl} -d x=y   # no client certificate: 401 invalid_client`);
   out();
 
@@ -262,9 +262,9 @@ async function exchangeDirectly(sts: DevSts, dispatcher: Dispatcher, subjectToke
     dispatcher,
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({
-      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      grant_type: GRANT_TYPE_TOKEN_EXCHANGE,
       subject_token: subjectToken,
-      subject_token_type: TOKEN_TYPE_JWT,
+      subject_token_type: TOKEN_TYPE.jwt,
       audience: AUDIENCE,
       client_id: CLIENT_ID,
     }).toString(),

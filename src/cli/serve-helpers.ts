@@ -1,19 +1,18 @@
 /**
- * Shared by the small long-running demo commands (demo-upstream, demo-token-issuer):
- * parsing a --listen flag and waiting for SIGTERM/SIGINT, which a container runtime
- * sends to PID 1 on stop.
+ * Shared by the long-running development commands (dev-sts, demo-upstream,
+ * demo-token-issuer): command-line errors, a --listen flag, and waiting for
+ * SIGTERM/SIGINT, which a container runtime sends to PID 1 on stop.
  */
+import { parseListenAddress, type ListenAddress } from '../http/listen-address.js';
 
+/** A problem with the command line; the message starts with the flag at fault. */
 export class UsageError extends Error {}
 
-/** `HOST:PORT`, `[v6]:PORT` or `:PORT` (loopback). */
-export function parseListenFlag(flag: string, value: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[3]);
-  if (match === null || !(port >= 0 && port <= 65535)) {
-    throw new UsageError(`${flag}: expected HOST:PORT (e.g. 127.0.0.1:8090), got '${value}'`);
-  }
-  return { host: match[1] ?? (match[2] || '127.0.0.1'), port };
+/** `HOST:PORT`, `[v6]:PORT` or `:PORT` (loopback); `example` shows the form in the error. */
+export function parseListenFlag(flag: string, value: string, example = '127.0.0.1:8090'): ListenAddress {
+  const address = parseListenAddress(value);
+  if (!address) throw new UsageError(`${flag}: expected HOST:PORT (e.g. ${example}), got '${value}'`);
+  return address;
 }
 
 export function requireUrl(flag: string, value: string | undefined): string {

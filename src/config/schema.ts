@@ -6,34 +6,26 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseListenAddress, type ListenAddress } from '../http/listen-address.js';
+import { TOKEN_TYPE } from '../oauth/urns.js';
 
-export const TOKEN_TYPE = {
-  jwt: 'urn:ietf:params:oauth:token-type:jwt',
-  accessToken: 'urn:ietf:params:oauth:token-type:access_token',
-  idToken: 'urn:ietf:params:oauth:token-type:id_token',
-} as const;
-
-export interface ListenAddress {
-  readonly host: string;
-  readonly port: number;
-}
+export { TOKEN_TYPE, type ListenAddress };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const listenAddress = z.string().transform((value, ctx): ListenAddress => {
   // Accept "host:port", "[v6]:port" and ":port" (loopback), nothing that needs DNS at bind time.
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
-  const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535) {
+  const address = parseListenAddress(value);
+  // Brackets hold an IP literal only, so "[localhost]:80" stays a malformed address.
+  if (!address || (value.startsWith('[') && !/^[0-9a-fA-F:.]+$/.test(address.host))) {
     ctx.addIssue({ code: 'custom', message: `expected HOST:PORT (e.g. 127.0.0.1:15001), got "${value}"` });
     return z.NEVER;
   }
-  const host = match[1] ?? (match[2] || '127.0.0.1');
-  if (host !== 'localhost' && isIP(host) === 0) {
-    ctx.addIssue({ code: 'custom', message: `listen host must be an IP address or localhost, got "${host}"` });
+  if (address.host !== 'localhost' && isIP(address.host) === 0) {
+    ctx.addIssue({ code: 'custom', message: `listen host must be an IP address or localhost, got "${address.host}"` });
     return z.NEVER;
   }
-  return { host, port };
+  return address;
 });
 
 const seconds = (min: number) => z.number().finite().min(min);

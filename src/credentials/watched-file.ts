@@ -1,15 +1,9 @@
 /**
- * A small text file kept in memory and re-read when it changes.
- *
- * Kubernetes rotates projected volumes by writing a new timestamped directory and
- * atomically swapping the `..data` symlink; the file path itself never changes and
- * an in-place watch on it never fires. So we watch the *directory* (the rename of
- * `..data` lands there) and also poll `stat()` (which follows symlinks: a swap shows
- * up as a new inode) because fs.watch misses events on some volume types.
+ * A small text file kept in memory and re-read when it changes (a kubelet `..data`
+ * swap included: see files/watch.ts for how a change is noticed).
  */
-import { watch, type FSWatcher, type Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { statSignature, watchFiles } from '../files/watch.js';
 
 export interface WatchedFileOptions {
   readonly path: string;
@@ -26,11 +20,6 @@ export interface WatchedFile {
   /** Re-read now (used by tests and after a watch event). */
   reload(): Promise<boolean>;
   close(): void;
-}
-
-/** What identifies one version of a file: a `..data` swap changes the inode, a rewrite mtime or size. */
-export function statSignature(info: Stats): string {
-  return `${info.dev}:${info.ino}:${info.mtimeMs}:${info.size}`;
 }
 
 export async function openWatchedFile(options: WatchedFileOptions): Promise<WatchedFile> {
@@ -75,20 +64,13 @@ export async function openWatchedFile(options: WatchedFileOptions): Promise<Watc
     }
   };
 
-  let debounce: NodeJS.Timeout | undefined;
-  let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(dirname(path), { persistent: false }, () => {
-      clearTimeout(debounce);
-      debounce = setTimeout(() => void reload(), 25);
-      debounce.unref();
-    });
-    watcher.on('error', (err) => options.onError?.(err));
-  } catch (err) {
-    options.onError?.(err); // polling still covers us
-  }
-  const timer = setInterval(() => void poll(), options.pollIntervalMs);
-  timer.unref();
+  // A directory event re-reads at once; a poll tick only when stat() shows another version.
+  const watcher = watchFiles({
+    paths: [path],
+    pollIntervalMs: options.pollIntervalMs,
+    onTrigger: (trigger) => void (trigger === 'event' ? reload() : poll()),
+    ...(options.onError ? { onWatchError: options.onError } : {}),
+  });
 
   return {
     path,
@@ -96,9 +78,7 @@ export async function openWatchedFile(options: WatchedFileOptions): Promise<Watc
     reload,
     close() {
       closed = true;
-      clearInterval(timer);
-      clearTimeout(debounce);
-      watcher?.close();
+      watcher.close();
     },
   };
 }

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { X509Certificate } from 'node:crypto';
 import { BoundTokenError } from '../errors.js';
+import { sendJson } from '../http/reply.js';
 import { verifyBoundToken, type BoundTokenKeys } from '../resource/verify-bound-token.js';
 
 interface DemoUpstreamBase {
@@ -61,7 +62,7 @@ export async function startDemoUpstream(options: DemoUpstreamOptions): Promise<D
         // Over plain HTTP there is no certificate to bind to: bearer tokens only (bound ones are still refused).
         requireBinding: tls ? (tls.requireBinding ?? true) : false,
       });
-      send(res, 200, {
+      sendJson(res, 200, {
         message: 'hello from the demo upstream: your token was accepted',
         path: req.url,
         token: {
@@ -74,7 +75,7 @@ export async function startDemoUpstream(options: DemoUpstreamOptions): Promise<D
         },
       });
     } catch (err) {
-      if (!(err instanceof BoundTokenError)) return send(res, 500, { error: 'server_error' });
+      if (!(err instanceof BoundTokenError)) return sendJson(res, 500, { error: 'server_error' });
       refuse(res, 'invalid_token', err.message, err.code);
     }
   }
@@ -101,11 +102,6 @@ function trustedPeerCertificate(req: IncomingMessage): X509Certificate | undefin
 function refuse(res: ServerResponse, error: string, description: string, code?: string): void {
   // RFC 6750 section 3: say why in WWW-Authenticate; RFC 8705 section 3: a binding mismatch is invalid_token.
   res.setHeader('www-authenticate', `Bearer error="${error}", error_description="${description.replace(/["\\]/g, "'")}"`);
-  send(res, 401, { error, error_description: description, ...(code ? { code } : {}) });
+  sendJson(res, 401, { error, error_description: description, ...(code ? { code } : {}) });
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
 import type { JSONWebKeySet } from 'jose';
+import { parseListenFlag, UsageError } from '../cli/serve-helpers.js';
 import { startDevSts, type DevStsClient, type DevStsOptions, type StaticRule, type TrustedIssuer } from './server.js';
 
 export const DEV_STS_USAGE = `Usage: sts-sidecar dev-sts [options]
@@ -54,8 +55,6 @@ export interface DevStsCommandIo {
 
 const DEFAULT_LISTEN = '127.0.0.1:8081';
 
-/** A problem with the command line; the message starts with the flag at fault. */
-class UsageError extends Error {}
 
 export async function runDevStsCommand(argv: string[], io: DevStsCommandIo = {}): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
@@ -121,7 +120,7 @@ async function parseCommandLine(argv: string[]): Promise<DevStsOptions | 'help'>
   });
   if (values.help) return 'help';
 
-  const options: DevStsOptions = { ...parseListen(values.listen ?? DEFAULT_LISTEN) };
+  const options: DevStsOptions = { ...parseListenFlag('--listen', values.listen ?? DEFAULT_LISTEN, DEFAULT_LISTEN) };
   if (values.issuer !== undefined) {
     if (!URL.canParse(values.issuer)) throw new UsageError(`--issuer: '${values.issuer}' is not a URL`);
     options.issuer = values.issuer;
@@ -211,15 +210,6 @@ async function parseJwtClient(value: string): Promise<DevStsClient> {
   const colon = value.indexOf(':');
   if (colon <= 0 || colon === value.length - 1) throw new UsageError('--jwt-client: expected ID:FILE with both parts non-empty');
   return { clientId: value.slice(0, colon), jwks: await readJwksFile(value.slice(colon + 1), '--jwt-client') };
-}
-
-function parseListen(value: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[3]);
-  if (match === null || !(port >= 0 && port <= 65535)) {
-    throw new UsageError(`--listen: expected HOST:PORT (e.g. ${DEFAULT_LISTEN}), got '${value}'`);
-  }
-  return { host: match[1] ?? (match[2] || '127.0.0.1'), port };
 }
 
 function parseLifetime(value: string): number {

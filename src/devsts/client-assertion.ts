@@ -9,8 +9,7 @@
 import { createLocalJWKSet, decodeJwt, errors, jwtVerify, type JSONWebKeySet, type JWSAlgorithm, type JWTVerifyGetKey } from 'jose';
 import { invalidClient, type OAuthError } from '../oauth/oauth-error.js';
 
-/** RFC 7523 section 2.2. */
-export const CLIENT_ASSERTION_TYPE_JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+export { CLIENT_ASSERTION_TYPE_JWT_BEARER } from '../oauth/urns.js';
 
 /** Asymmetric only: an HMAC assertion would be client_secret_jwt, which is not offered. */
 const ALGORITHMS: JWSAlgorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];

@@ -3,10 +3,12 @@
  * place so the parser, the decision logic and the tests agree on exact spellings.
  */
 
-/** RFC 8693 section 3: token type identifiers. */
-export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
-export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
-export const TOKEN_TYPE_ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
+import { TOKEN_TYPE } from '../oauth/urns.js';
+
+/** RFC 8693 section 3: token type identifiers (spelled in oauth/urns.ts). */
+export const TOKEN_TYPE_ACCESS_TOKEN = TOKEN_TYPE.accessToken;
+export const TOKEN_TYPE_JWT = TOKEN_TYPE.jwt;
+export const TOKEN_TYPE_ID_TOKEN = TOKEN_TYPE.idToken;
 
 /** Token types this STS can issue (requested_token_type, RFC 8693 section 2.1). */
 export type IssuableTokenType = typeof TOKEN_TYPE_ACCESS_TOKEN | typeof TOKEN_TYPE_JWT;

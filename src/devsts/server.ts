@@ -9,6 +9,8 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
+import { listenUrl } from '../http/listen-address.js';
+import { sendJson } from '../http/reply.js';
 import { certificateThumbprint } from '../tls/thumbprint.js';
 import { createClientAuthenticator, type ClientAuthenticator } from './client-auth.js';
 import { createExchanger, type Confirmation, type Exchanger, type IssuedToken } from './exchange.js';
@@ -264,19 +266,6 @@ function allowReadOnly(req: IncomingMessage, res: ServerResponse): boolean {
   return false;
 }
 
-function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Readonly<Record<string, string>>,
-  contentType = 'application/json',
-): void {
-  if (res.headersSent || res.destroyed) return;
-  const payload = JSON.stringify(body);
-  res.writeHead(status, { ...headers, 'content-type': contentType, 'content-length': Buffer.byteLength(payload) });
-  res.end(payload);
-}
-
 /** The path without query; parsed by hand because `new URL('//x', base)` would read `x` as a host. */
 function pathOf(rawUrl: string | undefined): string {
   const url = rawUrl ?? '/';
@@ -295,8 +284,7 @@ function listen(server: NetServer, host: string, port: number): Promise<void> {
 }
 
 function baseUrl(address: AddressInfo, scheme: 'http' | 'https'): string {
-  const host = address.address.includes(':') ? `[${address.address}]` : address.address;
-  return `${scheme}://${host}:${address.port}`;
+  return listenUrl({ host: address.address, port: address.port }, scheme);
 }
 
 function errorName(err: unknown): string {

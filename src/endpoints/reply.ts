@@ -3,7 +3,6 @@
  * mapping from a failed token lookup to what a client is told. Nothing here ever puts a
  * token into an error: messages are our own words, the STS's text is scrubbed upstream.
  */
-import type { ServerResponse } from 'node:http';
 import { SidecarError, StsOAuthError } from '../errors.js';
 import { scrub } from '../log/redact.js';
 import type { OAuthErrorCode } from '../oauth/oauth-error.js';
@@ -13,18 +12,7 @@ import type { IssuedToken } from '../sts/exchange-response.js';
 /** RFC 6749 section 5.1: token responses (and errors) must not be cached. */
 export const NO_STORE: Readonly<Record<string, string>> = Object.freeze({ 'cache-control': 'no-store', pragma: 'no-cache' });
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
-  if (res.headersSent || res.destroyed) return;
-  const payload = JSON.stringify(body);
-  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
-  res.end(payload);
-}
-
-export function sendText(res: ServerResponse, status: number, text: string, headers: Readonly<Record<string, string>> = {}, contentType = 'text/plain; charset=utf-8'): void {
-  if (res.headersSent || res.destroyed) return;
-  res.writeHead(status, { ...headers, 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
+export { sendJson, sendText } from '../http/reply.js';
 
 /**
  * Whole seconds the cached token has left, rounded down so a client never believes in a

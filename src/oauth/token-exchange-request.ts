@@ -6,9 +6,10 @@
  */
 import { OAuthError } from './oauth-error.js';
 import type { TokenParams } from './request-parsing.js';
+import { GRANT_TYPE_TOKEN_EXCHANGE } from './urns.js';
 
 /** RFC 8693 section 2.1: the only grant type a token-exchange endpoint accepts. */
-export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export { GRANT_TYPE_TOKEN_EXCHANGE };
 
 export interface TokenExchangeRequest {
   readonly subjectToken: string;

@@ -5,6 +5,7 @@
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { SecretSource } from '../credentials/secret-source.js';
+import { CLIENT_ASSERTION_TYPE_JWT_BEARER } from '../oauth/urns.js';
 
 export interface TokenRequestParts {
   readonly headers: Record<string, string>;
@@ -103,7 +104,7 @@ export function privateKeyJwt(options: PrivateKeyJwtOptions): ClientAuth {
         .sign(options.key());
       params.push(
         ['client_id', options.clientId],
-        ['client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'],
+        ['client_assertion_type', CLIENT_ASSERTION_TYPE_JWT_BEARER],
         ['client_assertion', assertion],
       );
     },

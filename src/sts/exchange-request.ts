@@ -3,9 +3,10 @@
  * RFC or as JSON the way Google's STS v1/token accepts it. Building and validating
  * (exchange-response.ts) are separate so each can be tested on its own.
  */
+import { GRANT_TYPE_TOKEN_EXCHANGE } from '../oauth/urns.js';
 import type { ClientAuth, TokenRequestParts } from './client-auth.js';
 
-export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export { GRANT_TYPE_TOKEN_EXCHANGE };
 
 /** Everything that shapes the issued token, i.e. everything the cache keys on. */
 export interface ExchangeParams {

@@ -9,11 +9,9 @@
  * together, so two watchers seeing the same `..data` swap cannot mix old and new.
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { statSignature } from '../credentials/watched-file.js';
 import { ConfigError } from '../errors.js';
+import { filesSignature, statSignature, watchFiles } from '../files/watch.js';
 import { certificateThumbprint } from './thumbprint.js';
 
 export interface IdentityFiles {
@@ -123,11 +121,13 @@ async function readAll(files: IdentityFiles): Promise<{ cert: string; key: strin
   return { cert: cert.text, key: key.text, ca: ca?.text, signature };
 }
 
+function pathsOf(files: IdentityFiles): string[] {
+  return [files.cert, files.key, ...(files.ca ? [files.ca] : [])];
+}
+
 async function signatureOf(files: IdentityFiles): Promise<string | undefined> {
   try {
-    const paths = [files.cert, files.key, ...(files.ca ? [files.ca] : [])];
-    const infos = await Promise.all(paths.map((p) => stat(p)));
-    return infos.map(statSignature).join('|');
+    return await filesSignature(pathsOf(files));
   } catch {
     return undefined; // mid-swap: a path briefly missing; the next tick will see it
   }
@@ -183,34 +183,13 @@ export async function openWorkloadIdentity(options: IdentityOptions): Promise<Wo
     return inFlight;
   };
 
-  let debounce: NodeJS.Timeout | undefined;
-  const onEvent = () => {
-    // A `..data` swap or an editor's write fires several events; read once they settle.
-    clearTimeout(debounce);
-    debounce = setTimeout(() => void reload(), 25);
-    debounce.unref();
-  };
-  const watchers: FSWatcher[] = [];
-  for (const dir of new Set([files.cert, files.key, ...(files.ca ? [files.ca] : [])].map((p) => dirname(p)))) {
-    try {
-      const w = watch(dir, { persistent: false }, onEvent);
-      w.on('error', () => w.close()); // the poll below still covers this directory
-      watchers.push(w);
-    } catch {
-      // Some volumes do not support inotify: the poll covers it.
-    }
-  }
-  const poll = setInterval(() => void reload(), options.pollIntervalMs);
-  poll.unref();
+  // Events and poll ticks alike: attempt() compares signatures before reading anything.
+  const watcher = watchFiles({ paths: pathsOf(files), pollIntervalMs: options.pollIntervalMs, onTrigger: () => void reload() });
 
   return {
     current: () => generation,
     onChange: (l) => void listeners.push(l),
     reload,
-    close() {
-      clearInterval(poll);
-      clearTimeout(debounce);
-      for (const w of watchers) w.close();
-    },
+    close: () => watcher.close(),
   };
 }
