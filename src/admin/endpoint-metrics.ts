@@ -5,7 +5,7 @@
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { EndpointObserver } from '../endpoints/context.js';
-import { METRIC_PREFIX, statusClass } from './metrics.js';
+import { METRIC_PREFIX, statusClass } from './names.js';
 
 export function createEndpointMetrics(registry: Registry, routeNames: readonly string[]): EndpointObserver {
   const known = new Set(routeNames);

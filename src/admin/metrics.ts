@@ -4,12 +4,16 @@
  * classes from closed sets. Never a path, a host from a request, or a token.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ExchangeResult, RouteTokenStatus, TokenProviderObserver } from '../cache/token-provider.js';
+import type { ExchangeResult, TokenProviderObserver } from '../cache/token-provider.js';
+import type { EndpointObserver } from '../endpoints/context.js';
 import type { ProxyObserver } from '../proxy/reverse-proxy.js';
 import type { ForwardObserver } from '../proxy/forward/types.js';
 import type { ConnectionObserver, ListenerKind } from '../proxy/limits.js';
+import type { IdentityObserver } from '../tls/identity-from-config.js';
+import { createEndpointMetrics } from './endpoint-metrics.js';
+import { METRIC_PREFIX, statusClass } from './names.js';
 
-export const METRIC_PREFIX = 'sts_sidecar_';
+export { METRIC_PREFIX, statusClass };
 
 export interface SidecarMetrics {
   readonly registry: Registry;
@@ -18,24 +22,14 @@ export interface SidecarMetrics {
   readonly forwardObserver: ForwardObserver;
   readonly identityObserver: IdentityObserver;
   readonly connectionObserver: ConnectionObserver;
+  readonly endpointObserver: EndpointObserver;
 }
 
-export interface IdentityObserver {
-  rotated(): void;
-  reloadFailed(): void;
-}
-
-/** `2xx`, `4xx`, ...: a bounded label for an HTTP status. */
-export function statusClass(code: number): string {
-  if (code >= 100 && code < 600) return `${Math.floor(code / 100)}xx`;
-  return 'other';
-}
-
-export function createMetrics(
-  routeNames: readonly string[],
-  tokenStatus: () => RouteTokenStatus[],
-  identityExpiry: () => Date | undefined = () => undefined,
-): SidecarMetrics {
+/**
+ * The registry and the observers the parts report to. Gauges that read a part's state
+ * (token expiry, identity expiry) are registered once that part exists: state-gauges.ts.
+ */
+export function createMetrics(routeNames: readonly string[]): SidecarMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const known = new Set(routeNames);
@@ -85,25 +79,6 @@ export function createMetrics(
     labelNames: ['route'] as const,
     registers: [registry],
   });
-  new Gauge({
-    name: `${METRIC_PREFIX}token_expiry_seconds`,
-    help: "Seconds until the route's current token expires (absent until a token was issued; 0 once expired).",
-    labelNames: ['route'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const s of tokenStatus()) if (s.expiresInSeconds !== undefined) this.set({ route: s.route }, s.expiresInSeconds);
-    },
-  });
-  new Gauge({
-    name: `${METRIC_PREFIX}token_valid`,
-    help: '1 when the route holds a token that may be injected now, else 0.',
-    labelNames: ['route'] as const,
-    registers: [registry],
-    collect() {
-      for (const s of tokenStatus()) this.set({ route: s.route }, s.valid ? 1 : 0);
-    },
-  });
   const requestTally = new Tally('route', 'status_class');
   new Counter({
     name: `${METRIC_PREFIX}proxy_requests_total`,
@@ -140,16 +115,6 @@ export function createMetrics(
     help: 'Issued tokens discarded because their cnf.x5t#S256 named another certificate than the workload identity (RFC 8705 3.1).',
     labelNames: ['route'] as const,
     registers: [registry],
-  });
-  new Gauge({
-    name: `${METRIC_PREFIX}identity_certificate_expiry_seconds`,
-    help: "Seconds until the workload identity's current certificate expires (absent without an identity).",
-    registers: [registry],
-    collect() {
-      const notAfter = identityExpiry();
-      this.reset();
-      if (notAfter) this.set(Math.max(0, (notAfter.getTime() - Date.now()) / 1000));
-    },
   });
   const rotations = new Counter({
     name: `${METRIC_PREFIX}identity_rotations_total`,
@@ -214,7 +179,8 @@ export function createMetrics(
     retriedAfter401: (route) => retries.labels(routeLabel(route)).inc(),
   };
   const identityObserver: IdentityObserver = { rotated: () => rotations.inc(), reloadFailed: () => reloadErrors.inc() };
-  return { registry, tokenObserver, proxyObserver, identityObserver, forwardObserver, connectionObserver };
+  const endpointObserver = createEndpointMetrics(registry, routeNames);
+  return { registry, tokenObserver, proxyObserver, identityObserver, forwardObserver, connectionObserver, endpointObserver };
 }
 
 /** Counts per label set, kept as plain numbers between scrapes. */

@@ -7,6 +7,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import { openSecretSource } from '../credentials/secret-source.js';
 import { ConfigError } from '../errors.js';
+import type { Deferrer } from '../lifecycle/resources.js';
 import type { Redactor } from '../log/redact.js';
 import type { WorkloadIdentity } from '../tls/identity.js';
 import {
@@ -23,7 +24,7 @@ import {
 export async function clientAuthFromConfig(
   config: Config,
   identity: WorkloadIdentity | undefined,
-  cleanups: Array<() => void>,
+  resources: Deferrer,
   onError: (err: unknown) => void,
   redactor: Redactor,
 ): Promise<ClientAuth> {
@@ -34,7 +35,7 @@ export async function clientAuthFromConfig(
     let key: () => KeyObject;
     if (auth.key) {
       const keySource = await openSecretSource(auth.key, { keyPath: 'sts.clientAuth.key', onError });
-      cleanups.push(() => keySource.close());
+      resources.defer(() => keySource.close());
       let current = parsePrivateKey(keySource.current(), 'sts.clientAuth.key');
       keySource.onChange(() => {
         try {
@@ -59,7 +60,7 @@ export async function clientAuthFromConfig(
     });
   }
   const secret = await openSecretSource(auth.clientSecret, { keyPath: 'sts.clientAuth.clientSecret', onError });
-  cleanups.push(() => secret.close());
+  resources.defer(() => secret.close());
   if (auth.method === 'client_secret_basic') {
     // An STS that echoes its Authorization header shows base64(urlencode(id):urlencode(secret)) (RFC 6749 2.3.1).
     const clientId = auth.clientId;
