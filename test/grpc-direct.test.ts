@@ -1,0 +1,172 @@
+/**
+ * The gRPC harness itself, with no sidecar in between: grpc-js client against the
+ * seed-faithful grpc-js server (test/helpers/grpc-server.ts), over h2c and over TLS.
+ * Every call type, headers and trailers (text and binary), the seed's authorization rule,
+ * a chosen error status, a deadline, cancellation seen by the server, and 4 MiB messages
+ * both ways. The HTTP/2 tests through the sidecar assert the same things, so a failure
+ * there is the sidecar's, not the harness's.
+ */
+import { after, before, describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { createTestPki } from './helpers/pki.js';
+import { callError, createEchoClient, type EchoClient } from './helpers/grpc-client.js';
+import { SEED_AUTHORIZATION, isPayload, payloadOf } from './helpers/grpc-proto.js';
+import { startGrpcServer, type TestGrpcServer } from './helpers/grpc-server.js';
+
+const MiB = 1024 * 1024;
+
+const pki = createTestPki('grpc harness CA');
+const transports = [
+  { name: 'h2c', tls: undefined },
+  { name: 'TLS', tls: { cert: pki.server.certPem, key: pki.server.keyPem } },
+] as const;
+
+for (const transport of transports) {
+  describe(`gRPC harness over ${transport.name}: grpc-js client -> seed gRPC server`, () => {
+    let server: TestGrpcServer;
+    let client: EchoClient;
+    const clientFor = (authorization?: string) =>
+      createEchoClient(server.address, {
+        ...(transport.tls ? { tls: { ca: pki.ca.certPem } } : {}),
+        ...(authorization !== undefined ? { authorization } : {}),
+      });
+    before(async () => {
+      server = await startGrpcServer(transport.tls ? { tls: transport.tls } : {});
+      client = clientFor(SEED_AUTHORIZATION);
+    });
+    after(async () => {
+      client.close();
+      await server.close();
+    });
+
+    test('unary: reply, request metadata as the server saw it, response headers and trailers (text and -bin)', async () => {
+      const { value, headers, trailers } = await client.unary({ message: 'hello', payload: Buffer.from('abc') }, { metadata: { 'x-request-id': 'r-1', 'x-trace-bin': Buffer.from([9, 8]) } });
+      assert.equal(value.message, 'hello');
+      assert.equal(value.receivedBytes, 3);
+      assert.equal(value.metadata['authorization'], SEED_AUTHORIZATION);
+      assert.equal(value.metadata['x-request-id'], 'r-1');
+      assert.deepEqual(headers.get('x-echo-method'), ['Unary']);
+      assert.deepEqual(trailers.get('x-echo-trailer'), ['done']);
+      assert.deepEqual(trailers.get('x-echo-trailer-bin'), [Buffer.from([0, 1, 2, 0xff])]);
+      const recorded = server.calls.at(-1)!;
+      assert.equal(recorded.authority, server.address);
+      assert.equal(await recorded.outcome, 'ok');
+    });
+
+    test('the seed rule: no token, or any token but iamthewalrus, is UNAUTHENTICATED (with trailers)', async () => {
+      for (const authorization of [undefined, 'Bearer iamtheeggman', 'bearer iamthewalrus']) {
+        const other = clientFor(authorization);
+        try {
+          const err = await callError(other.unary({ message: 'x' }));
+          assert.equal(err.code, grpc.status.UNAUTHENTICATED, `${String(authorization)}: ${err.message}`);
+          assert.deepEqual(err.metadata.get('x-echo-trailer'), ['done']);
+          for (const call of [() => other.serverStream({ count: 2 }), () => other.clientStream([{}, {}]), () => other.bidi([{}, {}])]) {
+            assert.equal((await callError(call())).code, grpc.status.UNAUTHENTICATED);
+          }
+        } finally {
+          other.close();
+        }
+      }
+    });
+
+    test('server streaming: count replies in order, then trailers', async () => {
+      const { value, headers, trailers } = await client.serverStream({ message: 's', count: 5, responseSize: 10 });
+      assert.deepEqual(value.map((r) => r.index), [0, 1, 2, 3, 4]);
+      assert.ok(value.every((r) => r.message === 's' && isPayload(r.payload, 10)));
+      assert.deepEqual(headers.get('x-echo-method'), ['ServerStream']);
+      assert.deepEqual(trailers.get('x-echo-trailer'), ['done']);
+    });
+
+    test('client streaming: one reply summing every request', async () => {
+      const { value, trailers } = await client.clientStream([{ message: 'a', payload: payloadOf(7) }, { message: 'b', payload: payloadOf(5) }, { message: 'c' }]);
+      assert.equal(value.message, 'a,b,c');
+      assert.equal(value.index, 3);
+      assert.equal(value.receivedBytes, 12);
+      assert.deepEqual(trailers.get('x-echo-trailer'), ['done']);
+    });
+
+    test('bidirectional: ping-pong, each request sent only after the previous reply', async () => {
+      const reqs = ['one', 'two', 'three', 'four'].map((message) => ({ message, responseSize: 3 }));
+      const { value, headers, trailers } = await client.bidi(reqs);
+      assert.deepEqual(value.map((r) => [r.index, r.message]), [[0, 'one'], [1, 'two'], [2, 'three'], [3, 'four']]);
+      assert.deepEqual(headers.get('x-echo-method'), ['Bidi']);
+      assert.deepEqual(trailers.get('x-echo-trailer'), ['done']);
+    });
+
+    test('a status the server chooses arrives with its message and trailers, for each call type', async () => {
+      const unary = await callError(client.unary({ statusCode: grpc.status.FAILED_PRECONDITION }));
+      assert.equal(unary.code, grpc.status.FAILED_PRECONDITION);
+      assert.equal(unary.details, 'status 9 as requested');
+      assert.deepEqual(unary.metadata.get('x-echo-trailer'), ['done']);
+      // Server streaming: the replies first, then the status.
+      const replies: number[] = [];
+      const stream = await callError(client.serverStream({ count: 2, statusCode: grpc.status.RESOURCE_EXHAUSTED }, { onReply: (r) => replies.push(r.index) }));
+      assert.equal(stream.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.deepEqual(replies, [0, 1]);
+      assert.equal((await callError(client.clientStream([{}, { statusCode: grpc.status.ABORTED }]))).code, grpc.status.ABORTED);
+      assert.equal((await callError(client.bidi([{}, { statusCode: grpc.status.OUT_OF_RANGE }]))).code, grpc.status.OUT_OF_RANGE);
+    });
+
+    test('deadline: grpc-timeout ends a slow call with DEADLINE_EXCEEDED and the server sees it cancelled', async () => {
+      const started = Date.now();
+      const err = await callError(client.unary({ delayMs: 10_000 }, { deadlineMs: 300 }));
+      assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED);
+      assert.ok(Date.now() - started < 5_000, 'ended at the deadline, not after the delay');
+      assert.equal(await server.calls.at(-1)!.outcome, 'cancelled');
+    });
+
+    test('cancellation: the client cancels a server stream mid-way (RST_STREAM) and the server stops', async () => {
+      const controller = new AbortController();
+      const replies: number[] = [];
+      const err = await callError(
+        client.serverStream({ count: 1000, delayMs: 20 }, { signal: controller.signal, onReply: (r) => replies.push(r.index) === 2 && controller.abort() }),
+      );
+      assert.equal(err.code, grpc.status.CANCELLED);
+      assert.equal(await server.calls.at(-1)!.outcome, 'cancelled');
+      assert.ok(replies.length >= 2 && replies.length < 1000, `${replies.length} replies`);
+    });
+
+    test('cancellation of a unary call while the server works on it', async () => {
+      const controller = new AbortController();
+      const call = client.unary({ delayMs: 10_000 }, { signal: controller.signal });
+      const count = server.calls.length;
+      while (server.calls.length === count) await new Promise((r) => setTimeout(r, 5));
+      controller.abort();
+      assert.equal((await callError(call)).code, grpc.status.CANCELLED);
+      assert.equal(await server.calls.at(-1)!.outcome, 'cancelled');
+    });
+
+    test('4 MiB messages: unary both ways, a server stream of three, a client stream of two, bidi', async () => {
+      const big = payloadOf(4 * MiB);
+      const unary = await client.unary({ payload: big, responseSize: 4 * MiB });
+      assert.equal(unary.value.receivedBytes, 4 * MiB);
+      assert.ok(isPayload(unary.value.payload, 4 * MiB), 'unary reply intact');
+      const stream = await client.serverStream({ count: 3, responseSize: 4 * MiB });
+      assert.equal(stream.value.length, 3);
+      assert.ok(stream.value.every((r) => isPayload(r.payload, 4 * MiB)), 'every streamed reply intact');
+      const upload = await client.clientStream([{ payload: big }, { payload: big }]);
+      assert.equal(upload.value.receivedBytes, 8 * MiB);
+      const bidi = await client.bidi([{ payload: big, responseSize: 4 * MiB }, { responseSize: 4 * MiB }]);
+      assert.deepEqual(bidi.value.map((r) => r.receivedBytes), [4 * MiB, 0]);
+      assert.ok(bidi.value.every((r) => isPayload(r.payload, 4 * MiB)));
+    });
+  });
+}
+
+describe('gRPC harness: transport mismatches fail as gRPC reports them', () => {
+  test('an h2c client against the TLS server, and a TLS client against the h2c server: UNAVAILABLE', async (t) => {
+    const tlsServer = await startGrpcServer({ tls: { cert: pki.server.certPem, key: pki.server.keyPem } });
+    const h2cServer = await startGrpcServer();
+    t.after(() => Promise.all([tlsServer.close(), h2cServer.close()]));
+    const plain = createEchoClient(tlsServer.address, { authorization: SEED_AUTHORIZATION });
+    const secure = createEchoClient(h2cServer.address, { authorization: SEED_AUTHORIZATION, tls: { ca: pki.ca.certPem } });
+    try {
+      assert.equal((await callError(plain.unary({}, { deadlineMs: 3000 }))).code, grpc.status.UNAVAILABLE);
+      assert.equal((await callError(secure.unary({}, { deadlineMs: 3000 }))).code, grpc.status.UNAVAILABLE);
+    } finally {
+      plain.close();
+      secure.close();
+    }
+  });
+});
