@@ -44,21 +44,21 @@ let caFile: string;
 /**
  * The reference STS with the seed's one rule (subject `iamtheeggman`, issued token and
  * lifetime as given), a sidecar holding `iamtheeggman` with a token-only route for the
- * gRPC server, and its token endpoint. The seed's `-stsaudience` is the server's address;
- * grpc-go sends it as `resource` too, which RFC 8693 section 2.1 wants an absolute URI,
- * so it is given here as `https://` + address (a bare host:port is refused, invalid_target).
+ * gRPC server, and its token endpoint. The seed's `-stsaudience` is the server's bare
+ * address, exactly as the seed sets it; grpc-go sends it as `resource` too, which the
+ * token endpoint accepts as a name (RFC 8693 section 2.1 would want an absolute URI).
  */
 async function startSeedStack(callers: Callers, rule: { issuedToken?: string; lifetimeSeconds?: number } = {}): Promise<SeedStack> {
   const sts = await startDevSts({
     staticRules: [{ subjectToken: 'iamtheeggman', issuedToken: rule.issuedToken ?? 'iamthewalrus', lifetimeSeconds: rule.lifetimeSeconds ?? 60 }],
   });
-  const audience = `https://${server.address}`;
+  const audience = server.address;
   let sidecar: SidecarHarness;
   try {
     sidecar = await startHarness({
       subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS },
       sts: { url: sts.tokenUrl },
-      routes: [{ name: 'grpc', audience, resource: audience, lazy: true }],
+      routes: [{ name: 'grpc', audience, lazy: true }],
       tokenEndpoint: { listen: '127.0.0.1:0', callers },
     });
   } catch (err) {

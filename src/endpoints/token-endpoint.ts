@@ -44,7 +44,7 @@ export function createTokenEndpointHandler(options: TokenEndpointOptions, ctx: E
       // RFC 6749 section 3.2: the client MUST use POST at the token endpoint.
       throw new OAuthError('invalid_request', 'the token endpoint accepts POST only (RFC 6749 section 3.2)', { status: 405, headers: { allow: 'POST' } });
     }
-    const request = parseTokenExchangeRequest(await readTokenParams(req, maxBodyBytes));
+    const request = parseTokenExchangeRequest(await readTokenParams(req, maxBodyBytes), { lenientResource: true });
     // Who is asking comes first: an unauthorised caller learns nothing about the routes.
     if (options.isPodToken && !options.isPodToken(request.subjectToken)) {
       throw new OAuthError('invalid_grant', "subject_token is not this pod's token (RFC 6749 section 5.2)");

@@ -25,7 +25,17 @@ export interface TokenExchangeRequest {
 
 const MAX_TARGET_LENGTH = 2048;
 
-export function parseTokenExchangeRequest(params: TokenParams): TokenExchangeRequest {
+export interface ParseOptions {
+  /**
+   * Accept a `resource` that is a plain name (validated like an audience) instead of an
+   * absolute URI. grpc-go's credentials/sts sends its one `-stsaudience` value as both
+   * audience and resource, and the seed sets it to a bare `host:port` or `localhost`; the
+   * sidecar's local endpoint serves that real client, the reference STS stays strict.
+   */
+  readonly lenientResource?: boolean;
+}
+
+export function parseTokenExchangeRequest(params: TokenParams, options: ParseOptions = {}): TokenExchangeRequest {
   const grantType = single(params, 'grant_type');
   if (grantType === undefined) {
     throw new OAuthError('invalid_request', 'missing grant_type (RFC 6749 section 4.1.3)');
@@ -55,7 +65,7 @@ export function parseTokenExchangeRequest(params: TokenParams): TokenExchangeReq
     subjectTokenType,
     requestedTokenType,
     audience: Object.freeze((params.get('audience') ?? []).map(validateAudience)),
-    resource: Object.freeze((params.get('resource') ?? []).map(validateResource)),
+    resource: Object.freeze((params.get('resource') ?? []).map(options.lenientResource ? validateLenientResource : validateResource)),
     scope: Object.freeze(parseScope(single(params, 'scope'))),
     ...(actorToken !== undefined && actorTokenType !== undefined
       ? { actor: Object.freeze({ token: actorToken, tokenType: actorTokenType }) }
@@ -104,6 +114,11 @@ function validateResource(value: string): string {
     throw new OAuthError('invalid_target', 'resource must not include a fragment (RFC 8693 section 2.1)');
   }
   return value;
+}
+
+/** An absolute URI as RFC 8693 asks, or else a name held to the audience rules. */
+function validateLenientResource(value: string): string {
+  return /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value) ? validateResource(value) : validateAudience(value);
 }
 
 /** RFC 6749 section 3.3: space-delimited scope-tokens of %x21 / %x23-5B / %x5D-7E. */
