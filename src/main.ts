@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import type { DestinationStream } from 'pino';
 import { createAdminHandler } from './admin/server.js';
 import { createMetrics } from './admin/metrics.js';
+import { exchangeResult } from './admin/exchange-result.js';
 import { createEndpointMetrics } from './admin/endpoint-metrics.js';
 import { createTokenProvider, type RouteExchange, type TokenProvider } from './cache/token-provider.js';
 import type { Config, ListenAddress, RouteConfig } from './config/schema.js';
@@ -37,6 +38,7 @@ import { createUpgradeHandler, type UpgradeListener } from './proxy/upgrade.js';
 import { createUpstream } from './proxy/upstream.js';
 import { clientAuthFromConfig } from './sts/client-auth-from-config.js';
 import { createStsClient, type StsClient } from './sts/client.js';
+import { withCertificateBinding } from './sts/certificate-binding.js';
 
 export interface StartOptions {
   /** Where logs go (default stdout). Tests pass a stream to inspect them. */
@@ -131,7 +133,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
     subjectTokens,
     actorToken,
     identity,
-    exchange: (params, generation) => stsClient.exchange(params, generation),
+    exchange: withCertificateBinding((params, generation) => stsClient.exchange(params, generation), metrics.tokenObserver),
     refreshBeforeExpiryRatio: config.cache.refreshBeforeExpiryRatio,
     expirySkewMs: config.cache.expirySkewSeconds * 1000,
     retryInitialDelayMs: config.cache.retryInitialDelaySeconds * 1000,
@@ -141,10 +143,10 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
     redactor,
     observer: {
       ...metrics.tokenObserver,
-      exchanged(route, result, seconds, error) {
-        metrics.tokenObserver.exchanged?.(route, result, seconds, error);
-        if (result === 'success') logger.debug({ route, ms: Math.round(seconds * 1000) }, 'token exchanged');
-        else logger.warn({ route, result, err: error }, 'token exchange failed');
+      exchanged(route, seconds, error) {
+        metrics.tokenObserver.exchanged?.(route, seconds, error);
+        if (error === undefined) logger.debug({ route, ms: Math.round(seconds * 1000) }, 'token exchanged');
+        else logger.warn({ route, result: exchangeResult(error), err: error }, 'token exchange failed');
       },
     },
   });
