@@ -8,19 +8,26 @@
  * error codes). Upstream text that could echo a token goes through `scrub()`.
  */
 
-/**
- * Every code, each with the one line docs/design.md shows for it (the table there is generated
- * from this file by test/helpers/error-table.ts; a code without its own line shows its class's).
+/*
+ * The codes, one union per area, each member with the one line docs/design.md shows for it
+ * (the table there is generated from this file by test/helpers/error-table.ts, in the order
+ * of `ErrorCode`; a code without its own line shows its class's). Each code is written once:
+ * an error class takes its area's union, and `ErrorCode` is the union of the areas.
  */
-export type ErrorCode =
+
+export type ConfigErrorCode =
   /** The configuration breaks the schema or a cross-reference; the message names the key path (check-config exits 2). */
   | 'ERR_CONFIG_INVALID'
   /** The config file cannot be read. */
-  | 'ERR_CONFIG_UNREADABLE'
+  | 'ERR_CONFIG_UNREADABLE';
+
+export type SubjectTokenErrorCode =
   /** Declared for a subject token that cannot be read; no code raises it today. */
   | 'ERR_SUBJECT_TOKEN_UNAVAILABLE'
   /** The subject token is a JWT past its own `exp`: it is never sent to the STS. */
-  | 'ERR_SUBJECT_TOKEN_EXPIRED'
+  | 'ERR_SUBJECT_TOKEN_EXPIRED';
+
+export type StsErrorCode =
   /** The STS did not answer within `sts.timeoutSeconds`. */
   | 'ERR_STS_TIMEOUT'
   /** The connection to the STS failed. */
@@ -34,9 +41,13 @@ export type ErrorCode =
   /** The STS's reply is larger than `sts.maxResponseBytes`. */
   | 'ERR_STS_RESPONSE_TOO_LARGE'
   /** Twice in a row the STS bound the token to another certificate than the identity's (RFC 8705 section 3.1). */
-  | 'ERR_STS_TOKEN_BINDING_MISMATCH'
+  | 'ERR_STS_TOKEN_BINDING_MISMATCH';
+
+export type TokenErrorCode =
   /** No valid token for the route; the request is refused, never forwarded bare (`cause` names the root code). */
-  | 'ERR_TOKEN_UNAVAILABLE'
+  'ERR_TOKEN_UNAVAILABLE';
+
+export type ProxyErrorCode =
   /** No route matches the request; nothing is forwarded. */
   | 'ERR_ROUTE_NOT_FOUND'
   /** Forward proxy with `forward.unmatched: deny`: no route matches the destination. */
@@ -48,7 +59,9 @@ export type ErrorCode =
   /** A path whose meaning depends on who decodes it (encoded slash with dot-segments, backslash, NUL). */
   | 'ERR_PROXY_PATH_REJECTED'
   /** A method the sidecar will not forward with a token (TRACE, RFC 9110 section 9.3.8). */
-  | 'ERR_PROXY_METHOD_NOT_ALLOWED'
+  | 'ERR_PROXY_METHOD_NOT_ALLOWED';
+
+export type UpstreamErrorCode =
   /** The connection to the upstream failed. */
   | 'ERR_UPSTREAM_UNREACHABLE'
   /** The upstream timed out: connecting, or no headers or body chunk within `routes[].upstreamTimeoutSeconds`. */
@@ -56,7 +69,9 @@ export type ErrorCode =
   /** TLS with the upstream failed (handshake or certificate). */
   | 'ERR_UPSTREAM_TLS'
   /** Declared for other upstream failures; no code raises it today. */
-  | 'ERR_UPSTREAM_FAILED'
+  | 'ERR_UPSTREAM_FAILED';
+
+export type BoundTokenErrorCode =
   /** `verifyBoundToken`: signature, issuer, audience, expiry or a malformed `cnf`. */
   | 'ERR_BOUND_TOKEN_INVALID'
   /** `verifyBoundToken`: the token is bound but the connection carried no client certificate. */
@@ -65,6 +80,16 @@ export type ErrorCode =
   | 'ERR_BOUND_TOKEN_NOT_BOUND'
   /** `verifyBoundToken`: the token is bound to another certificate than the connection's. */
   | 'ERR_BOUND_TOKEN_MISMATCH';
+
+/** Every code. */
+export type ErrorCode =
+  | ConfigErrorCode
+  | SubjectTokenErrorCode
+  | StsErrorCode
+  | TokenErrorCode
+  | ProxyErrorCode
+  | UpstreamErrorCode
+  | BoundTokenErrorCode;
 
 export class SidecarError extends Error {
   readonly code: ErrorCode;
@@ -82,27 +107,17 @@ export class SidecarError extends Error {
 export class ConfigError extends SidecarError {
   /** Dotted key path of the offending setting, e.g. `routes[0].upstream`. */
   readonly path: string;
-  constructor(path: string, problem: string, options?: { cause?: unknown; code?: 'ERR_CONFIG_INVALID' | 'ERR_CONFIG_UNREADABLE' }) {
+  constructor(path: string, problem: string, options?: { cause?: unknown; code?: ConfigErrorCode }) {
     super(options?.code ?? 'ERR_CONFIG_INVALID', path ? `${path}: ${problem}` : problem, 500, options);
     this.path = path;
   }
 }
 
 export class SubjectTokenError extends SidecarError {
-  constructor(code: 'ERR_SUBJECT_TOKEN_UNAVAILABLE' | 'ERR_SUBJECT_TOKEN_EXPIRED', message: string, options?: { cause?: unknown }) {
+  constructor(code: SubjectTokenErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, 503, options);
   }
 }
-
-export type StsErrorCode =
-  | 'ERR_STS_TIMEOUT'
-  | 'ERR_STS_UNREACHABLE'
-  | 'ERR_STS_SERVER_ERROR'
-  | 'ERR_STS_OAUTH_ERROR'
-  | 'ERR_STS_RESPONSE_INVALID'
-  | 'ERR_STS_RESPONSE_TOO_LARGE'
-  /** RFC 8705 3.1: the issued token's cnf.x5t#S256 names another certificate than ours. */
-  | 'ERR_STS_TOKEN_BINDING_MISMATCH';
 
 export class StsError extends SidecarError {
   constructor(code: StsErrorCode, message: string, options?: { cause?: unknown }) {
@@ -127,13 +142,27 @@ export class StsOAuthError extends StsError {
   }
 }
 
-/** The sidecar could not produce a token for a route; the request is refused, never forwarded bare. */
+/**
+ * The sidecar could not produce a token for a route; the request is refused, never forwarded bare.
+ * The one failure the token cache reports: what went wrong is read from its fields (the root
+ * code, the STS's OAuth error), so the proxy and the endpoints never walk the cause chain.
+ */
 export class TokenUnavailableError extends SidecarError {
   readonly route: string;
+  /** The code of the innermost SidecarError in the cause chain, else this error's own: what failed first. */
+  readonly rootCode: ErrorCode;
+  /** When the STS refused the exchange (RFC 6749 section 5.2): its `error`, scrubbed by the STS client. */
+  readonly stsError: string | undefined;
+  /** ...and its `error_description`, scrubbed likewise, when it sent one. */
+  readonly stsErrorDescription: string | undefined;
   constructor(route: string, cause: unknown) {
     const detail = cause instanceof SidecarError ? `${cause.code}: ${cause.message}` : 'exchange failed';
     super('ERR_TOKEN_UNAVAILABLE', `no token available for route "${route}" (${detail})`, 503, { cause });
     this.route = route;
+    this.rootCode = rootCode(cause) ?? this.code;
+    const refusal = innermost(cause, StsOAuthError);
+    this.stsError = refusal?.error;
+    this.stsErrorDescription = refusal?.errorDescription;
   }
 }
 
@@ -189,7 +218,7 @@ export class MethodNotAllowedError extends SidecarError {
 
 export class UpstreamError extends SidecarError {
   constructor(
-    code: 'ERR_UPSTREAM_UNREACHABLE' | 'ERR_UPSTREAM_TIMEOUT' | 'ERR_UPSTREAM_TLS' | 'ERR_UPSTREAM_FAILED',
+    code: UpstreamErrorCode,
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -197,15 +226,6 @@ export class UpstreamError extends SidecarError {
   }
 }
 
-export type BoundTokenErrorCode =
-  /** Signature, issuer, audience, expiry or a malformed `cnf` (RFC 6750 section 3.1 invalid_token). */
-  | 'ERR_BOUND_TOKEN_INVALID'
-  /** The token is bound (RFC 8705 section 3) but the connection carried no client certificate. */
-  | 'ERR_BOUND_TOKEN_NO_CLIENT_CERT'
-  /** Binding is required and the token has no `cnf.x5t#S256`. */
-  | 'ERR_BOUND_TOKEN_NOT_BOUND'
-  /** The token is bound to another certificate than the connection's (RFC 8705 section 3). */
-  | 'ERR_BOUND_TOKEN_MISMATCH';
 
 /**
  * A resource server refused a presented token (`verifyBoundToken`). Always 401: RFC 8705
@@ -222,13 +242,18 @@ export function isSidecarError(err: unknown): err is SidecarError {
   return err instanceof SidecarError;
 }
 
-/** The code of the innermost SidecarError in a cause chain, for metrics and responses. */
+/** The code of the innermost SidecarError in a cause chain. */
 export function rootCode(err: unknown): ErrorCode | undefined {
-  let code: ErrorCode | undefined;
+  return innermost(err, SidecarError)?.code;
+}
+
+/** The innermost error of a class in a cause chain (at most 8 deep: a cycle must not hang). */
+function innermost<T extends Error>(err: unknown, kind: abstract new (...args: never[]) => T): T | undefined {
+  let found: T | undefined;
   let current: unknown = err;
   for (let depth = 0; depth < 8 && current instanceof Error; depth++) {
-    if (current instanceof SidecarError) code = current.code;
+    if (current instanceof kind) found = current;
     current = current.cause;
   }
-  return code;
+  return found;
 }

@@ -1,6 +1,8 @@
 /**
- * The token cache over time, against a real (programmable) STS: refresh-ahead, outages,
- * recovery, and subject-token rotation the way the kubelet does it.
+ * The token cache over time: refresh-ahead, outages, recovery, and subject-token rotation
+ * the way the kubelet does it. Refresh-ahead and the outage run on a fake clock (seconds of
+ * refreshes and backoff in milliseconds); the rest runs end to end against a real loopback
+ * STS, where real timers and file watching matter.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,7 +10,11 @@ import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { createTokenProvider, type TokenProviderOptions } from '../src/cache/token-provider.js';
 import { createWorkloadIssuer, startDevSts } from '../src/devsts/index.js';
+import { TokenUnavailableError } from '../src/errors.js';
+import { settled, staticSubject, stsOnClock, valueOf, type StsOnClock } from './helpers/cache-on-clock.js';
+import { createFakeClock, type FakeClock } from './helpers/fake-clock.js';
 import { startFakeSts } from './helpers/fake-sts.js';
 import { closeAfter, sleep, startHarness, startUpstream, TOKEN_TYPE_ACCESS, TOKEN_TYPE_JWT } from './helpers/harness.js';
 
@@ -25,91 +31,116 @@ async function get(url: string): Promise<{ status: number; body: Record<string, 
   return { status: res.statusCode, body, ms: performance.now() - started };
 }
 
-describe('refresh ahead', () => {
+/** One eager route on the fake clock, with the config's defaults unless `cache` says otherwise. */
+function cacheOnClock(clock: FakeClock, sts: StsOnClock, route: string, cache: Partial<TokenProviderOptions> = {}) {
+  const seen = { hits: 0, misses: 0 };
+  const provider = createTokenProvider({
+    routes: [{ name: route, lazy: false, params: {} }],
+    subjectTokens: staticSubject('iamtheeggman'),
+    exchange: sts.exchange,
+    refreshBeforeExpiryRatio: 0.25,
+    expirySkewMs: 5000,
+    retryInitialDelayMs: 1000,
+    retryMaxDelayMs: 30_000,
+    maxEntries: 1000,
+    observer: { cacheHit: () => void seen.hits++, cacheMiss: () => void seen.misses++ },
+    now: clock.now,
+    timers: clock.timers,
+    ...cache,
+  });
+  return { provider, seen };
+}
+
+describe('refresh ahead (fake clock)', () => {
   it('tokens with a 2-second lifetime are refreshed ahead: no request waits for a slow STS', async (t) => {
-    const own = closeAfter(t);
+    const clock = createFakeClock();
     // A slow STS makes any request that waited for an exchange obvious (>= 250 ms).
-    const sts = own(await startFakeSts({ lifetimeSeconds: 2, delayMs: 250 }));
+    const sts = stsOnClock(clock, { lifetimeSeconds: 2, delayMs: 250 });
+    const { provider, seen } = cacheOnClock(clock, sts, 'short');
+    t.after(() => provider.close());
+    await valueOf(clock, provider.warmUp());
     const expiredSeen: string[] = [];
-    const upstream = own(await startUpstream((req, res) => {
-      const token = String(req.headers.authorization).replace(/^Bearer /, '');
-      if ((sts.expiry.get(token) ?? 0) <= Date.now()) expiredSeen.push(token);
-      res.writeHead(200);
-      res.end();
-    }));
+    const tokensUsed = new Set<string>();
+    let slowest = 0;
+    const until = clock.now() + 5000;
+    while (clock.now() < until) {
+      const { value: token, ms } = await valueOf(clock, provider.getToken('short'));
+      if ((sts.expiry.get(token.accessToken) ?? 0) <= clock.now()) expiredSeen.push(token.accessToken);
+      tokensUsed.add(token.accessToken);
+      slowest = Math.max(slowest, ms);
+      await clock.advance(20);
+    }
+    assert.ok(sts.issued.length >= 3, `expected refreshes, got ${sts.issued.length} exchanges`);
+    assert.ok(tokensUsed.size >= 3, `requests used ${tokensUsed.size} distinct tokens`);
+    assert.deepEqual(expiredSeen, [], 'an expired token was served');
+    assert.ok(slowest < 200, `a request waited ${slowest} ms: it was blocked on the STS`);
+    assert.equal(seen.misses, 0);
+    assert.ok(seen.hits > 0);
+  });
+});
+
+describe('refresh ahead (Node timers, end to end)', () => {
+  it('an eager route\'s 1-second token is refreshed by the timer before it expires, with no request asking', async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startFakeSts({ lifetimeSeconds: 1 }));
+    const upstream = own(await startUpstream());
     const h = own(await startHarness({
       subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS },
       sts: { url: sts.tokenUrl },
       routes: [{ name: 'short', listen: '127.0.0.1:0', upstream: upstream.url }],
     }));
-    const url = `${h.sidecar.routeUrls['short']}/`;
-    let slowest = 0;
-    const until = Date.now() + 5000;
-    while (Date.now() < until) {
-      const r = await get(url);
-      assert.equal(r.status, 200);
-      slowest = Math.max(slowest, r.ms);
-      await sleep(20);
+    const first = sts.issued[0]!;
+    for (const deadline = Date.now() + 3000; sts.issued.length < 2; await sleep(20)) {
+      assert.ok(Date.now() < deadline, 'the refresh timer never fired');
     }
-    assert.ok(sts.issued.length >= 3, `expected refreshes, got ${sts.issued.length} exchanges`);
-    const tokensUsed = new Set(upstream.requests.map((r) => r.headers.authorization));
-    assert.ok(tokensUsed.size >= 3, `requests used ${tokensUsed.size} distinct tokens`);
-    assert.deepEqual(expiredSeen, [], 'an expired token was injected');
-    assert.ok(slowest < 200, `a request waited ${slowest.toFixed(0)} ms: it was blocked on the STS`);
+    assert.ok(Date.now() < sts.expiry.get(first)!, 'refreshed only after the token expired');
+    assert.equal((await get(`${h.sidecar.routeUrls['short']}/`)).status, 200);
+    assert.equal(upstream.requests.at(-1)!.headers.authorization, `Bearer ${sts.issued[1]}`);
     const metrics = await (await request(`${h.sidecar.adminUrl}/metrics`)).body.text();
     assert.doesNotMatch(metrics, /sts_sidecar_token_cache_misses_total\{route="short"\} [1-9]/);
-    assert.match(metrics, /sts_sidecar_token_cache_hits_total\{route="short"\} \d+/);
   });
 });
 
 describe('STS outage', () => {
-  it('serves the cached token until it expires, then fails closed with 503, then recovers', async (t) => {
-    const own = closeAfter(t);
-    const sts = own(await startFakeSts({ lifetimeSeconds: 2 }));
-    const upstream = own(await startUpstream());
-    const h = own(await startHarness({
-      subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS },
-      sts: { url: sts.tokenUrl, timeoutSeconds: 1 },
-      cache: { retryInitialDelaySeconds: 0.1, retryMaxDelaySeconds: 0.4 },
-      routes: [{ name: 'r', listen: '127.0.0.1:0', upstream: upstream.url }],
-    }));
-    const url = `${h.sidecar.routeUrls['r']}/`;
-    assert.equal((await get(url)).status, 200);
-    const firstToken = sts.issued[0]!;
+  it('serves the cached token until it expires, then fails closed with 503, then recovers (fake clock)', async (t) => {
+    const clock = createFakeClock();
+    const sts = stsOnClock(clock, { lifetimeSeconds: 2 });
+    const { provider } = cacheOnClock(clock, sts, 'r', { retryInitialDelayMs: 100, retryMaxDelayMs: 400 });
+    t.after(() => provider.close());
+    await valueOf(clock, provider.warmUp());
+    const firstToken = (await valueOf(clock, provider.getToken('r'))).value.accessToken;
+    assert.equal(firstToken, sts.issued[0]);
     const expiresAt = sts.expiry.get(firstToken)!;
     sts.mode = 'down-503';
 
     // Until (just before) expiry: still served with the cached token.
-    while (Date.now() < expiresAt - 300) {
-      const r = await get(url);
-      assert.equal(r.status, 200);
-      assert.equal(upstream.requests.at(-1)!.headers.authorization, `Bearer ${firstToken}`);
-      await sleep(50);
+    while (clock.now() < expiresAt - 300) {
+      assert.equal((await valueOf(clock, provider.getToken('r'))).value.accessToken, firstToken);
+      await clock.advance(50);
     }
-    const forwardedBefore = upstream.requests.length;
-    await sleep(Math.max(0, expiresAt - Date.now()) + 100);
+    await clock.advance(Math.max(0, expiresAt - clock.now()) + 100);
 
-    // After expiry: fail closed, nothing forwarded.
-    const refused = await get(url);
+    // After expiry: fail closed. What the proxy answers (503, code, cause) is read from these fields.
+    const { result } = await settled(clock, provider.getToken('r'));
+    assert.equal(result.status, 'rejected');
+    const refused = (result as PromiseRejectedResult).reason as TokenUnavailableError;
+    assert.ok(refused instanceof TokenUnavailableError);
     assert.equal(refused.status, 503);
-    assert.equal(refused.body['code'], 'ERR_TOKEN_UNAVAILABLE');
-    assert.equal(refused.body['cause'], 'ERR_STS_SERVER_ERROR');
-    assert.equal(upstream.requests.length, forwardedBefore);
-    const ready = await request(`${h.sidecar.adminUrl}/readyz`);
-    assert.equal(ready.statusCode, 503);
-    await ready.body.dump();
-    assert.ok(sts.requests.length >= 3, 'the sidecar kept retrying in the background');
+    assert.equal(refused.code, 'ERR_TOKEN_UNAVAILABLE');
+    assert.equal(refused.rootCode, 'ERR_STS_SERVER_ERROR');
+    assert.equal(provider.status()[0]!.valid, false, '/readyz answers 503');
+    assert.ok(sts.requests.length >= 3, 'the cache kept retrying in the background');
 
     // Recovery: the background retry (backoff <= 0.4 s) picks the STS up again.
     sts.mode = 'up';
-    const deadline = Date.now() + 3000;
-    let recovered = await get(url);
-    while (recovered.status !== 200 && Date.now() < deadline) {
-      await sleep(50);
-      recovered = await get(url);
+    const deadline = clock.now() + 3000;
+    let recovered = await settled(clock, provider.getToken('r'));
+    while (recovered.result.status !== 'fulfilled' && clock.now() < deadline) {
+      await clock.advance(50);
+      recovered = await settled(clock, provider.getToken('r'));
     }
-    assert.equal(recovered.status, 200);
-    assert.notEqual(upstream.requests.at(-1)!.headers.authorization, `Bearer ${firstToken}`);
+    assert.equal(recovered.result.status, 'fulfilled');
+    assert.notEqual((recovered.result as PromiseFulfilledResult<{ accessToken: string }>).value.accessToken, firstToken);
   });
 
   it('an STS that resets connections is reported as ERR_STS_UNREACHABLE, and /readyz says not ready', async (t) => {

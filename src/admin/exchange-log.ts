@@ -5,14 +5,15 @@
  */
 import type { TokenProviderObserver } from '../cache/token-provider.js';
 import type { Logger } from '../log/logger.js';
+import { exchangeResult } from './exchange-result.js';
 
 export function withExchangeLogs(observer: TokenProviderObserver, logger: Logger): TokenProviderObserver {
   return {
     ...observer,
-    exchanged(route, result, seconds, error) {
-      observer.exchanged?.(route, result, seconds, error);
-      if (result === 'success') logger.debug({ route, ms: Math.round(seconds * 1000) }, 'token exchanged');
-      else logger.warn({ route, result, err: error }, 'token exchange failed');
+    exchanged(route, seconds, error) {
+      observer.exchanged?.(route, seconds, error);
+      if (error === undefined) logger.debug({ route, ms: Math.round(seconds * 1000) }, 'token exchanged');
+      else logger.warn({ route, result: exchangeResult(error), err: error }, 'token exchange failed');
     },
   };
 }

@@ -4,8 +4,9 @@
  * classes from closed sets. Never a path, a host from a request, or a token.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ExchangeResult, TokenProviderObserver } from '../cache/token-provider.js';
+import type { TokenProviderObserver } from '../cache/token-provider.js';
 import type { EndpointObserver } from '../endpoints/context.js';
+import { exchangeResult } from './exchange-result.js';
 import type { ProxyObserver } from '../proxy/reverse-proxy.js';
 import type { ForwardObserver } from '../proxy/forward/types.js';
 import type { ConnectionObserver, ListenerKind } from '../proxy/limits.js';
@@ -160,8 +161,8 @@ export function createMetrics(routeNames: readonly string[]): SidecarMetrics {
   const tokenObserver: TokenProviderObserver = {
     cacheHit: (route) => hitTally.inc(route, routeLabel(route)),
     cacheMiss: (route) => cacheMisses.labels(routeLabel(route)).inc(),
-    exchanged(route: string, result: ExchangeResult, seconds: number) {
-      exchanges.labels(routeLabel(route), result).inc();
+    exchanged(route: string, seconds: number, error?: unknown) {
+      exchanges.labels(routeLabel(route), exchangeResult(error)).inc();
       exchangeDuration.labels(routeLabel(route)).observe(seconds);
     },
     invalidated: (route) => invalidations.labels(routeLabel(route)).inc(),

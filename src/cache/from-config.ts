@@ -5,6 +5,7 @@
 import type { Config, RouteConfig } from '../config/schema.js';
 import type { Deferrer } from '../lifecycle/resources.js';
 import type { Redactor } from '../log/redact.js';
+import { withCertificateBinding } from '../sts/certificate-binding.js';
 import type { StsClient } from '../sts/client.js';
 import { createTokenProvider, type RouteExchange, type TokenProvider, type TokenProviderOptions } from './token-provider.js';
 
@@ -25,7 +26,8 @@ export function tokenProviderFromConfig(config: Config, parts: TokenProviderCont
     subjectTokens: parts.subjectTokens,
     actorToken: parts.actorToken,
     identity: parts.identity,
-    exchange: (params, generation) => stsClient.exchange(params, generation),
+    // RFC 8705 3.1: a token bound to another certificate is discarded and asked for once more.
+    exchange: withCertificateBinding((params, generation) => stsClient.exchange(params, generation), parts.observer),
     refreshBeforeExpiryRatio: config.cache.refreshBeforeExpiryRatio,
     expirySkewMs: config.cache.expirySkewSeconds * 1000,
     retryInitialDelayMs: config.cache.retryInitialDelaySeconds * 1000,

@@ -1,49 +1,42 @@
 /**
- * TokenProvider: the only thing the proxy knows about tokens.
+ * TokenProvider: the only thing the proxy knows about tokens. This file is the facade; the
+ * jobs live beside it, one per module:
  *
- * - Keyed by everything that changes the token: the route's exchange parameters, a
- *   digest of the subject token and the thumbprint of the workload certificate the STS
- *   saw (RFC 8705: a token bound to one certificate is useless with another).
- * - A JWT whose `cnf.x5t#S256` names another certificate is never cached or served.
- * - Refresh-ahead: a token is refreshed when `refreshBeforeExpiryRatio` of its lifetime
- *   is left, by a timer, so at steady state no request waits for the STS.
- * - Single flight: one exchange per key, detached from the request that started it,
- *   so a client that disconnects never aborts the exchange others wait on.
- * - On STS failure the current token is served until it really expires while retries
- *   back off exponentially with jitter; after expiry requests fail closed. That holds
- *   across a subject-token rotation too: while the new subject token's exchange fails,
- *   the route's previous token (same certificate) is served until it expires.
- * - Every timer is bounded (Node turns a delay past 2^31-1 ms into 1 ms) and every
- *   lifetime clamped, so a long-lived token cannot start a refresh storm (issue 10 item 4).
- * - An upstream 401 drops a token at most once per route per window (issue 10 item 5).
+ * - entries.ts: keys (route parameters, subject-token digest, certificate thumbprint), LRU
+ *   eviction, and which tokens the redactor knows.
+ * - entry-refresh.ts with single-flight.ts: one exchange per key, detached from the request
+ *   that started it, its outcome recorded on the entry.
+ * - refresh-schedule.ts: refresh-ahead, and timers that are all bounded (issue 10 item 4).
+ * - backoff.ts: exponential backoff with jitter after failures.
+ *
+ * On STS failure the current token is served until it really expires while retries back
+ * off; after expiry requests fail closed with TokenUnavailableError, which carries the root
+ * code and the STS's OAuth error. That holds across a subject-token rotation too: while the
+ * new subject token's exchange fails, the route's previous token (same certificate) is
+ * served until it expires. An upstream 401 drops a token at most once per route per window
+ * (issue 10 item 5). The RFC 8705 binding check wraps the exchange (sts/certificate-binding.ts)
+ * and the metric labels of its outcomes live in admin/exchange-result.ts.
  */
-import { SidecarError, StsError, TokenUnavailableError } from '../errors.js';
-import { assertUsable, type SubjectToken, type SubjectTokenProvider } from '../credentials/subject-token.js';
+import { SidecarError, TokenUnavailableError } from '../errors.js';
+import type { SubjectToken, SubjectTokenProvider } from '../credentials/subject-token.js';
 import { createRedactor, type Redactor } from '../log/redact.js';
-import type { ExchangeParams } from '../sts/exchange-request.js';
-import { MAX_TOKEN_LIFETIME_MS, type IssuedToken } from '../sts/exchange-response.js';
-import { checkCertificateBinding } from '../tls/binding.js';
+import type { BindingObserver } from '../sts/certificate-binding.js';
+import type { Exchange } from '../sts/client.js';
 import type { IdentityGeneration } from '../tls/identity.js';
+import type { CachedToken } from './cached-token.js';
+import { EntryTable, type Entry } from './entries.js';
+import { createEntryRefresh, type ExchangeObserver } from './entry-refresh.js';
+import { NODE_TIMERS, RefreshSchedule, type Timers } from './refresh-schedule.js';
+import type { RouteExchange } from './route-exchange.js';
 
-/**
- * A cached token and the identity generation it was obtained with: the proxy must send it
- * on a connection presenting that generation's certificate.
- */
-export interface CachedToken extends IssuedToken {
-  readonly identity: IdentityGeneration | undefined;
-}
+export type { CachedToken } from './cached-token.js';
+export type { RouteExchange } from './route-exchange.js';
+export { MAX_TIMER_DELAY_MS, type Timers } from './refresh-schedule.js';
 
 /** What the provider needs of the workload identity. */
 export interface IdentitySource {
   current(): IdentityGeneration;
   onChange(listener: () => void): void;
-}
-
-/** Route-level exchange settings; the subject and actor tokens are added per exchange. */
-export interface RouteExchange {
-  readonly name: string;
-  readonly lazy: boolean;
-  readonly params: Omit<ExchangeParams, 'subjectToken' | 'subjectTokenType' | 'actorToken' | 'actorTokenType'>;
 }
 
 export interface TokenProvider {
@@ -72,27 +65,16 @@ export interface RouteTokenStatus {
   readonly lastErrorCode: string | undefined;
 }
 
-export type ExchangeResult =
-  | 'success'
-  | 'oauth_error'
-  | 'invalid_response'
-  | 'timeout'
-  | 'unreachable'
-  | 'server_error'
-  | 'subject_token_error'
-  | 'binding_mismatch'
-  | 'error';
-
-/** Hooks for metrics and logs; the cache itself stays free of prom-client and pino. */
-export interface TokenProviderObserver {
+/**
+ * Hooks for metrics and logs; the cache itself stays free of prom-client and pino. The
+ * binding hook is called by the exchange decorator, wired with the same observer.
+ */
+export interface TokenProviderObserver extends ExchangeObserver, BindingObserver {
   cacheHit?(route: string): void;
   cacheMiss?(route: string): void;
-  exchanged?(route: string, result: ExchangeResult, seconds: number, error?: unknown): void;
   invalidated?(route: string): void;
   /** A 401-triggered drop refused: the route had one within the window. */
   invalidationRefused?(route: string): void;
-  /** The STS issued a token bound to another certificate; it was discarded. */
-  bindingMismatch?(route: string): void;
 }
 
 export interface TokenProviderOptions {
@@ -101,7 +83,7 @@ export interface TokenProviderOptions {
   readonly actorToken?: { current(): string; readonly type: string } | undefined;
   /** The workload certificate, when configured: part of the key, passed to the exchange. */
   readonly identity?: IdentitySource | undefined;
-  readonly exchange: (params: ExchangeParams, identity: IdentityGeneration | undefined) => Promise<IssuedToken>;
+  readonly exchange: Exchange;
   readonly refreshBeforeExpiryRatio: number;
   readonly expirySkewMs: number;
   readonly retryInitialDelayMs: number;
@@ -118,246 +100,44 @@ export interface TokenProviderOptions {
   readonly timers?: Timers;
 }
 
-/** The part of Node's timer API the cache uses, injectable so tests run on a fake clock. */
-export interface Timers {
-  setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-/** Node's largest timer delay; a longer one fires after 1 ms (issue 10 item 4). */
-export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
-
-const NODE_TIMERS: Timers = {
-  setTimeout: (callback, ms) => setTimeout(callback, ms).unref(),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
-
-interface Entry {
-  readonly key: string;
-  readonly route: RouteExchange;
-  readonly identity: IdentityGeneration | undefined;
-  token: CachedToken | undefined;
-  usableUntil: number;
-  refreshAt: number;
-  inflight: Promise<CachedToken> | undefined;
-  consecutiveFailures: number;
-  nextAttemptAt: number;
-  lastError: unknown;
-  lastUsed: number;
-  timer: unknown;
-}
-
 export function createTokenProvider(options: TokenProviderOptions): TokenProvider {
   const now = options.now ?? Date.now;
-  const random = options.random ?? Math.random;
-  const timers = options.timers ?? NODE_TIMERS;
-  const redactor = options.redactor ?? createRedactor();
+  const observer = options.observer ?? {};
   const reexchangeAfter401IntervalMs = options.reexchangeAfter401IntervalMs ?? 0;
   /** Per route: when a 401 last dropped its token. */
   const last401Drop = new Map<string, number>();
-  const observer = options.observer ?? {};
-  // Per route: the fixed part of its cache key, and the entry the last lookup found for
-  // the last subject-token object, so the steady state skips building and hashing the key.
-  interface RouteSlot {
-    readonly route: RouteExchange;
-    readonly keyPrefix: string;
-    lastSubject: SubjectToken | undefined;
-    lastIdentity: IdentityGeneration | undefined;
-    lastEntry: Entry | undefined;
-  }
-  const slots = new Map<string, RouteSlot>(
-    options.routes.map((r) => [
-      r.name,
-      { route: r, keyPrefix: JSON.stringify([r.name, r.params]), lastSubject: undefined, lastIdentity: undefined, lastEntry: undefined },
-    ]),
-  );
   const currentIdentity = options.identity ? () => options.identity!.current() : () => undefined;
-  const entries = new Map<string, Entry>();
+  const schedule = new RefreshSchedule<Entry>(now, options.timers ?? NODE_TIMERS);
+  const table = new EntryTable({
+    routes: options.routes,
+    maxEntries: options.maxEntries,
+    redactor: options.redactor ?? createRedactor(),
+    dropped: (entry) => schedule.cancel(entry),
+  });
+  const refresh = createEntryRefresh({
+    table,
+    schedule,
+    exchange: options.exchange,
+    subjectTokens: options.subjectTokens,
+    actorToken: options.actorToken,
+    identity: currentIdentity,
+    refresh: { refreshBeforeExpiryRatio: options.refreshBeforeExpiryRatio, expirySkewMs: options.expirySkewMs },
+    backoff: { initialDelayMs: options.retryInitialDelayMs, maxDelayMs: options.retryMaxDelayMs },
+    observer,
+    now,
+    random: options.random ?? Math.random,
+  });
   let closed = false;
 
-  const keyFor = (route: RouteExchange, subject: SubjectToken, identity: IdentityGeneration | undefined) =>
-    `${slots.get(route.name)!.keyPrefix}|${subject.digest}|${identity?.thumbprint ?? ''}`;
-
-  function entryFor(route: RouteExchange, subject: SubjectToken, identity: IdentityGeneration | undefined): Entry {
-    const key = keyFor(route, subject, identity);
-    let entry = entries.get(key);
-    if (!entry) {
-      entry = {
-        key,
-        route,
-        identity,
-        token: undefined,
-        usableUntil: 0,
-        refreshAt: 0,
-        inflight: undefined,
-        consecutiveFailures: 0,
-        nextAttemptAt: 0,
-        lastError: undefined,
-        lastUsed: 0,
-        timer: undefined,
-      };
-      entries.set(key, entry);
-      if (entries.size > options.maxEntries) evictLeastRecentlyUsed(entry);
-    }
-    return entry;
-  }
-
-  function evictLeastRecentlyUsed(keep: Entry): void {
-    let oldest: Entry | undefined;
-    for (const e of entries.values()) {
-      if (e !== keep && !e.inflight && (!oldest || e.lastUsed < oldest.lastUsed)) oldest = e;
-    }
-    if (oldest) drop(oldest);
-  }
-
-  function drop(entry: Entry): void {
-    timers.clearTimeout(entry.timer);
-    const slot = slots.get(entry.route.name);
-    if (slot?.lastEntry === entry) slot.lastEntry = undefined;
-    if (entry.token) redactor.forget(entry.token.accessToken);
-    entries.delete(entry.key);
-  }
-
-  /**
-   * Arms the entry's timer for `at`. A delay past Node's limit would fire after 1 ms and
-   * refresh in a loop: arm at most the limit and, when that fires early, arm again.
-   */
-  function schedule(entry: Entry, at: number): void {
-    timers.clearTimeout(entry.timer);
-    entry.timer = undefined;
-    if (closed) return;
-    const delay = Math.min(Math.max(0, at - now()), MAX_TIMER_DELAY_MS);
-    entry.timer = timers.setTimeout(() => (now() < at ? schedule(entry, at) : onTimer(entry)), delay);
-  }
-
-  /** Timer: refresh ahead or retry, as long as someone still wants this route's token. */
-  function onTimer(entry: Entry): void {
-    entry.timer = undefined;
-    if (entries.get(entry.key) !== entry) return;
-    const t = now();
-    const wanted = !entry.route.lazy || entry.lastUsed > (entry.token?.issuedAt ?? 0) - 1;
-    if (!wanted) {
-      // Idle lazy route: let the token lapse and forget it once it is unusable.
-      if (entry.token && t < entry.usableUntil) schedule(entry, entry.usableUntil);
-      else drop(entry);
-      return;
-    }
-    // Exchange for the *current* subject token: after a rotation the key moves on.
-    void refreshRoute(entry.route).catch(() => {});
-  }
-
-  function exchangeFor(entry: Entry, subject: SubjectToken): Promise<CachedToken> {
-    if (entry.inflight) return entry.inflight;
-    const started = now();
-    const exchangeOnce = (): Promise<IssuedToken> => {
-      const actor = options.actorToken;
-      return options.exchange(
-        {
-          ...entry.route.params,
-          subjectToken: subject.value,
-          subjectTokenType: subject.type,
-          ...(actor ? { actorToken: actor.current(), actorTokenType: actor.type } : {}),
-        },
-        entry.identity,
-      );
-    };
-    const run = async (): Promise<CachedToken> => {
-      assertUsable(subject, options.subjectTokens.description, started);
-      const identity = entry.identity;
-      // RFC 8705 3.1: a token bound to another certificate would be refused upstream (or,
-      // worse, accepted by a lax one). Discard it, ask once more, then fail closed.
-      for (let attempt = 1; ; attempt++) {
-        const token = await exchangeOnce();
-        if (!identity || checkCertificateBinding(token.accessToken, identity.thumbprint) !== 'mismatch') return { ...token, identity };
-        observer.bindingMismatch?.(entry.route.name);
-        if (attempt === 2) {
-          throw new StsError(
-            'ERR_STS_TOKEN_BINDING_MISMATCH',
-            `the STS issued a token bound to another certificate than the workload's (x5t#S256 ${identity.thumbprint}); it was discarded`,
-          );
-        }
-      }
-    };
-    const inflight = run().then(
-      (issued) => {
-        const token = onSuccess(entry, issued);
-        observer.exchanged?.(entry.route.name, 'success', (now() - started) / 1000);
-        return token;
-      },
-      (err: unknown) => {
-        onFailure(entry, err);
-        observer.exchanged?.(entry.route.name, classify(err), (now() - started) / 1000, err);
-        throw err;
-      },
-    );
-    entry.inflight = inflight;
-    // Clear in a separate step so awaiting callers see the settled entry state first.
-    void inflight.then(
-      () => (entry.inflight = undefined),
-      () => (entry.inflight = undefined),
-    );
-    return inflight;
-  }
-
-  function onSuccess(entry: Entry, issued: CachedToken): CachedToken {
-    if (entry.token) redactor.forget(entry.token.accessToken);
-    redactor.register(issued.accessToken);
-    const token = clampLifetime(issued);
-    const lifetime = Math.max(0, token.expiresAt - token.issuedAt);
-    entry.token = token;
-    entry.usableUntil = token.expiresAt - Math.min(options.expirySkewMs, lifetime * 0.05);
-    entry.refreshAt = token.expiresAt - lifetime * options.refreshBeforeExpiryRatio;
-    entry.consecutiveFailures = 0;
-    entry.lastError = undefined;
-    entry.nextAttemptAt = 0;
-    if (entries.get(entry.key) !== entry) entries.set(entry.key, entry);
-    // The route has moved to this key (subject or certificate rotated): older keys are obsolete.
-    for (const other of entries.values()) {
-      if (other !== entry && other.route === entry.route && !other.inflight) drop(other);
-    }
-    schedule(entry, entry.refreshAt);
-    return token;
-  }
-
-  function onFailure(entry: Entry, err: unknown): void {
-    entry.consecutiveFailures += 1;
-    entry.lastError = err;
-    // Exponential backoff with "equal jitter": half fixed, half random, so many sidecars
-    // restarted together do not hammer a recovering STS in lockstep.
-    const ceiling = Math.min(
-      options.retryMaxDelayMs,
-      options.retryInitialDelayMs * 2 ** Math.min(entry.consecutiveFailures - 1, 30),
-    );
-    const delay = ceiling / 2 + random() * (ceiling / 2);
-    entry.nextAttemptAt = now() + delay;
-    const stillValid = entry.token !== undefined && now() < entry.usableUntil;
-    if (stillValid || !entry.route.lazy) schedule(entry, entry.nextAttemptAt);
-  }
-
-  async function refreshRoute(route: RouteExchange): Promise<CachedToken> {
-    const subject = options.subjectTokens.current();
-    const entry = entryFor(route, subject, currentIdentity());
-    return exchangeFor(entry, subject);
-  }
-
   async function getToken(routeName: string): Promise<CachedToken> {
-    const slot = slots.get(routeName);
-    if (!slot) throw new TokenUnavailableError(routeName, new Error('unknown route'));
-    const route = slot.route;
+    const route = table.route(routeName);
+    if (!route) throw new TokenUnavailableError(routeName, new Error('unknown route'));
     const t = now();
     let entry: Entry;
     let subject: SubjectToken;
     try {
       subject = options.subjectTokens.current();
-      const identity = currentIdentity();
-      if (subject === slot.lastSubject && identity === slot.lastIdentity && slot.lastEntry) {
-        entry = slot.lastEntry;
-      } else {
-        entry = entryFor(route, subject, identity);
-        slot.lastSubject = subject;
-        slot.lastIdentity = identity;
-        slot.lastEntry = entry;
-      }
+      entry = table.lookup(route, subject, currentIdentity());
     } catch (err) {
       throw new TokenUnavailableError(routeName, err);
     }
@@ -367,7 +147,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
       observer.cacheHit?.(routeName);
       if (t >= entry.refreshAt && !entry.inflight && t >= entry.nextAttemptAt) {
         // The timer should have done this; a request noticing first refreshes in the background.
-        void exchangeFor(entry, subject).catch(() => {});
+        void refresh.exchange(entry, subject).catch(() => {});
       }
       return token;
     }
@@ -379,7 +159,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
       throw new TokenUnavailableError(routeName, entry.lastError);
     }
     try {
-      return await exchangeFor(entry, subject);
+      return await refresh.exchange(entry, subject);
     } catch (err) {
       const previous = servePrevious(entry, now());
       if (previous) return previous;
@@ -390,22 +170,17 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   /**
    * Issue 10 item 13: the subject token rotated (new key) and its exchange fails. The
    * route's token from before the rotation is still valid: serve it until it expires, as
-   * any token is served through an STS outage. Only one obtained with the same certificate
-   * generation: a token bound to a retired certificate goes with that certificate.
+   * any token is served through an STS outage.
    */
   function servePrevious(entry: Entry, t: number): CachedToken | undefined {
-    let previous: Entry | undefined;
-    for (const e of entries.values()) {
-      if (e === entry || e.route !== entry.route || e.identity !== entry.identity || !e.token || t >= e.usableUntil) continue;
-      if (!previous || e.usableUntil > previous.usableUntil) previous = e;
-    }
+    const previous = table.previous(entry, t);
     if (!previous) return undefined;
     previous.lastUsed = t;
     return previous.token;
   }
 
   function invalidate(routeName: string, accessToken: string): boolean {
-    const holders = [...entries.values()].filter((e) => e.route.name === routeName && e.token?.accessToken === accessToken);
+    const holders = table.holding(routeName, accessToken);
     // Already replaced (or dropped by an earlier 401): the caller's next getToken finds another.
     if (holders.length === 0) return true;
     const t = now();
@@ -416,39 +191,29 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
       return false;
     }
     last401Drop.set(routeName, t);
-    for (const entry of holders) {
-      redactor.forget(accessToken);
-      entry.token = undefined;
-      entry.usableUntil = 0;
-      entry.refreshAt = 0;
-    }
+    for (const entry of holders) table.discard(entry);
     observer.invalidated?.(routeName);
     return true;
   }
 
   function status(t = now()): RouteTokenStatus[] {
     return options.routes.map((route) => {
-      let best: Entry | undefined;
-      for (const e of entries.values()) {
-        if (e.route === route && (!best || (e.token?.expiresAt ?? 0) > (best.token?.expiresAt ?? 0))) best = e;
-      }
-      const valid = best?.token !== undefined && t < best.usableUntil;
+      const best = table.latest(route);
+      const lastError = best?.lastError;
       return {
         route: route.name,
         lazy: route.lazy,
-        valid,
+        valid: best?.token !== undefined && t < best.usableUntil,
         expiresInSeconds: best?.token ? Math.max(0, (best.token.expiresAt - t) / 1000) : undefined,
         refreshing: best?.inflight !== undefined,
         consecutiveFailures: best?.consecutiveFailures ?? 0,
-        lastErrorCode: best?.lastError instanceof SidecarError ? best.lastError.code : best?.lastError ? 'ERR_UNKNOWN' : undefined,
+        lastErrorCode: lastError instanceof SidecarError ? lastError.code : lastError ? 'ERR_UNKNOWN' : undefined,
       };
     });
   }
 
   async function warmUp(): Promise<void> {
-    await Promise.all(
-      options.routes.filter((r) => !r.lazy).map((r) => refreshRoute(r).catch(() => undefined)),
-    );
+    await Promise.all(options.routes.filter((r) => !r.lazy).map((r) => refresh.refreshRoute(r).catch(() => undefined)));
   }
 
   // A rotated subject token or certificate: exchange ahead for routes in use, so the first
@@ -456,9 +221,9 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   const refreshActiveRoutes = () => {
     if (closed) return;
     const active = new Set<RouteExchange>();
-    for (const e of entries.values()) if (!e.route.lazy || e.lastUsed > 0) active.add(e.route);
+    for (const e of table.values()) if (!e.route.lazy || e.lastUsed > 0) active.add(e.route);
     for (const r of options.routes) if (!r.lazy) active.add(r);
-    for (const r of active) void refreshRoute(r).catch(() => {});
+    for (const r of active) void refresh.refreshRoute(r).catch(() => {});
   };
   options.subjectTokens.onChange(refreshActiveRoutes);
   options.identity?.onChange(refreshActiveRoutes);
@@ -470,40 +235,8 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     warmUp,
     close() {
       closed = true;
-      for (const e of entries.values()) {
-        timers.clearTimeout(e.timer);
-        if (e.token) redactor.forget(e.token.accessToken);
-      }
+      schedule.close();
+      table.forgetAll();
     },
   };
-}
-
-/** The token with its lifetime clamped (issue 10 item 4): the exchange may be any function. */
-function clampLifetime<T extends CachedToken>(token: T): T {
-  const latest = token.issuedAt + MAX_TOKEN_LIFETIME_MS;
-  return token.expiresAt > latest || Number.isNaN(token.expiresAt) ? { ...token, expiresAt: latest } : token;
-}
-
-function classify(err: unknown): ExchangeResult {
-  if (!(err instanceof SidecarError)) return 'error';
-  switch (err.code) {
-    case 'ERR_STS_OAUTH_ERROR':
-      return 'oauth_error';
-    case 'ERR_STS_RESPONSE_INVALID':
-    case 'ERR_STS_RESPONSE_TOO_LARGE':
-      return 'invalid_response';
-    case 'ERR_STS_TIMEOUT':
-      return 'timeout';
-    case 'ERR_STS_UNREACHABLE':
-      return 'unreachable';
-    case 'ERR_STS_SERVER_ERROR':
-      return 'server_error';
-    case 'ERR_SUBJECT_TOKEN_EXPIRED':
-    case 'ERR_SUBJECT_TOKEN_UNAVAILABLE':
-      return 'subject_token_error';
-    case 'ERR_STS_TOKEN_BINDING_MISMATCH':
-      return 'binding_mismatch';
-    default:
-      return 'error';
-  }
 }

@@ -10,7 +10,7 @@
  * derives the token's lifetime from it and treats a token without it as expired.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { IssuedToken } from '../sts/exchange-response.js';
+import type { CachedToken } from '../cache/cached-token.js';
 import { RequestRecord, type EndpointContext } from './context.js';
 import { NO_STORE, describeTokenFailure, remainingSeconds, sendJson, splitUrl } from './reply.js';
 import { hostAllowed, wasForwarded } from './request-guards.js';
@@ -59,7 +59,7 @@ export function createAzureImdsHandler(options: AzureImdsOptions, ctx: EndpointC
     // 400, not 404: the Azure SDK retries 404 from IMDS for up to a minute.
     if (route === undefined) return refuse(400, 'invalid_resource', 'no route is configured for this resource and there is no defaultRoute');
     record.route = route;
-    let token: IssuedToken;
+    let token: CachedToken;
     try {
       token = await ctx.tokens.getToken(route);
     } catch (err) {

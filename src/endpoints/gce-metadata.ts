@@ -10,7 +10,7 @@
  * (gcp-metadata rejects a reply without it).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { IssuedToken } from '../sts/exchange-response.js';
+import type { CachedToken } from '../cache/cached-token.js';
 import { RequestRecord, type EndpointContext } from './context.js';
 import { describeTokenFailure, remainingSeconds, sendJson, sendText, splitUrl } from './reply.js';
 import { hostAllowed, wasForwarded } from './request-guards.js';
@@ -52,7 +52,7 @@ export function createGceMetadataHandler(options: GceMetadataOptions, ctx: Endpo
 
   async function serveToken(res: ServerResponse, record: RequestRecord): Promise<void> {
     record.route = options.route;
-    let token: IssuedToken;
+    let token: CachedToken;
     try {
       token = await ctx.tokens.getToken(options.route);
     } catch (err) {

@@ -3,11 +3,11 @@
  * mapping from a failed token lookup to what a client is told. Nothing here ever puts a
  * token into an error: messages are our own words, the STS's text is scrubbed upstream.
  */
-import { SidecarError, StsOAuthError } from '../errors.js';
+import { SidecarError, TokenUnavailableError } from '../errors.js';
 import { scrub } from '../log/redact.js';
 import type { OAuthErrorCode } from '../oauth/oauth-error.js';
 import { toErrorDescription } from '../oauth/oauth-error.js';
-import type { IssuedToken } from '../sts/exchange-response.js';
+import type { CachedToken } from '../cache/cached-token.js';
 
 /** RFC 6749 section 5.1: token responses (and errors) must not be cached. */
 export const NO_STORE: Readonly<Record<string, string>> = Object.freeze({ 'cache-control': 'no-store', pragma: 'no-cache' });
@@ -18,12 +18,12 @@ export { sendJson, sendText } from '../http/reply.js';
  * Whole seconds the cached token has left, rounded down so a client never believes in a
  * second the token does not have. Integers only: grpc-go decodes expires_in into an int64.
  */
-export function remainingSeconds(token: IssuedToken, now: number): number {
+export function remainingSeconds(token: CachedToken, now: number): number {
   return Math.max(1, Math.floor((token.expiresAt - now) / 1000));
 }
 
 /** RFC 6749 section 7.1: the scheme is case-insensitive, but grpc-go copies it verbatim into `authorization`. */
-export function tokenTypeForClient(token: IssuedToken): string {
+export function tokenTypeForClient(token: CachedToken): string {
   return /^bearer$/i.test(token.tokenType) ? 'Bearer' : token.tokenType;
 }
 
@@ -53,20 +53,17 @@ export interface TokenFailure {
 const PASSED_THROUGH: ReadonlySet<string> = new Set(['invalid_grant', 'invalid_target', 'invalid_scope']);
 
 export function describeTokenFailure(err: unknown, route: string): TokenFailure {
-  let sts: StsOAuthError | undefined;
-  let code: string | undefined;
-  for (let current: unknown = err, depth = 0; current instanceof Error && depth < 8; current = current.cause, depth++) {
-    if (current instanceof SidecarError) code = current.code;
-    if (current instanceof StsOAuthError) sts = current;
+  if (!(err instanceof SidecarError)) {
+    return { status: 500, error: 'server_error', description: `no token available for route ${route}`, code: 'ERR_UNKNOWN' };
   }
-  if (sts) {
-    const detail = sts.errorDescription ? `: ${scrub(sts.errorDescription, 160)}` : '';
-    const description = toErrorDescription(`the STS refused the exchange for route ${route} (${scrub(sts.error, 64)}${detail})`);
-    if (PASSED_THROUGH.has(sts.error)) return { status: 400, error: sts.error as OAuthErrorCode, description, code: 'ERR_STS_OAUTH_ERROR' };
+  // The cache's failure model: a provider that threw anything else is read the same way.
+  const failure = err instanceof TokenUnavailableError ? err : new TokenUnavailableError(route, err);
+  if (failure.stsError !== undefined) {
+    const detail = failure.stsErrorDescription ? `: ${scrub(failure.stsErrorDescription, 160)}` : '';
+    const description = toErrorDescription(`the STS refused the exchange for route ${route} (${scrub(failure.stsError, 64)}${detail})`);
+    if (PASSED_THROUGH.has(failure.stsError)) return { status: 400, error: failure.stsError as OAuthErrorCode, description, code: 'ERR_STS_OAUTH_ERROR' };
     return { status: 503, error: 'temporarily_unavailable', description, code: 'ERR_STS_OAUTH_ERROR' };
   }
-  if (code !== undefined) {
-    return { status: 503, error: 'temporarily_unavailable', description: `no token available for route ${route} (${code}); retry later`, code };
-  }
-  return { status: 500, error: 'server_error', description: `no token available for route ${route}`, code: 'ERR_UNKNOWN' };
+  const code = failure.rootCode;
+  return { status: 503, error: 'temporarily_unavailable', description: `no token available for route ${route} (${code}); retry later`, code };
 }

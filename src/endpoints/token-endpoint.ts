@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OAuthError } from '../oauth/oauth-error.js';
 import { readTokenParams } from '../oauth/request-parsing.js';
 import { parseTokenExchangeRequest, type TokenExchangeRequest } from '../oauth/token-exchange-request.js';
-import type { IssuedToken } from '../sts/exchange-response.js';
+import type { CachedToken } from '../cache/cached-token.js';
 import { RequestRecord, type EndpointContext } from './context.js';
 import { NO_STORE, describeTokenFailure, remainingSeconds, sendJson, splitUrl, tokenTypeForClient } from './reply.js';
 import { hostAllowed } from './request-guards.js';
@@ -59,7 +59,7 @@ export function createTokenEndpointHandler(options: TokenEndpointOptions, ctx: E
     }
     record.route = route.name;
     checkTokenType(request, route);
-    let token: IssuedToken;
+    let token: CachedToken;
     try {
       token = await ctx.tokens.getToken(route.name);
     } catch (err) {

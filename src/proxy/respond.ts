@@ -4,17 +4,17 @@
  */
 import { STATUS_CODES, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { SidecarError, StsOAuthError, UpstreamError, rootCode } from '../errors.js';
+import { SidecarError, TokenUnavailableError, UpstreamError } from '../errors.js';
 import { scrub } from '../log/redact.js';
 import { forwardResponseHeaders } from './headers.js';
 
 export function errorBody(err: SidecarError, route: string | undefined): string {
   const body: Record<string, unknown> = { error: scrub(err.message), code: err.code, route: route ?? null };
-  const cause = rootCode(err.cause);
-  if (cause && cause !== err.code) body['cause'] = cause;
-  let inner: unknown = err.cause;
-  while (inner instanceof Error && !(inner instanceof StsOAuthError)) inner = inner.cause;
-  if (inner instanceof StsOAuthError) body['stsError'] = inner.error;
+  // Only a missing token has a cause worth naming (the cache's failure); every other answer is its own root.
+  if (err instanceof TokenUnavailableError) {
+    if (err.rootCode !== err.code) body['cause'] = err.rootCode;
+    if (err.stsError !== undefined) body['stsError'] = err.stsError;
+  }
   return JSON.stringify(body);
 }
 

@@ -12,7 +12,6 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { MethodNotAllowedError, RouteNotFoundError, SidecarError, TokenUnavailableError } from '../errors.js';
 import type { CachedToken, TokenProvider } from '../cache/token-provider.js';
-import type { IssuedToken } from '../sts/exchange-response.js';
 import type { Logger } from '../log/logger.js';
 import type { LogThrottle } from '../log/throttle.js';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.js';
@@ -153,8 +152,8 @@ function hasBody(headers: IncomingHttpHeaders): boolean {
  * `Bearer <token>`, built once per issued token rather than once per request. Keyed by the
  * token object alone: each cache entry (and so each token object) belongs to one route.
  */
-const credentials = new WeakMap<IssuedToken, string>();
-export function credentialFor(route: ProxyRoute, token: IssuedToken): string {
+const credentials = new WeakMap<CachedToken, string>();
+export function credentialFor(route: ProxyRoute, token: CachedToken): string {
   let value = credentials.get(token);
   if (value === undefined) {
     value = route.tokenScheme ? `${route.tokenScheme} ${token.accessToken}` : token.accessToken;

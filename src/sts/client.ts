@@ -36,6 +36,12 @@ export interface StsClient {
   close(): Promise<void>;
 }
 
+/**
+ * One exchange as the token cache calls it, and as decorators (sts/certificate-binding.ts)
+ * wrap it. `route` names the route the token is for, for a decorator's metrics and logs.
+ */
+export type Exchange = (params: ExchangeParams, identity: IdentityGeneration | undefined, route: string) => Promise<IssuedToken>;
+
 export function createStsClient(options: StsClientOptions): StsClient {
   const peer: PeerTlsSettings = { clientCertificate: true, ...options.tls };
   const agents = new PerIdentity(

@@ -64,6 +64,8 @@ export function generateErrorRows(source: ts.SourceFile = parseErrorsSource()): 
     const found: string[] = [];
     let previousEnd = type.getFullStart();
     for (const m of members) {
+      // A union of other unions (`ErrorCode` is the union of each area's codes): their codes, in order.
+      if (ts.isTypeReferenceNode(m) && ts.isIdentifier(m.typeName)) found.push(...(aliases.get(m.typeName.text) ?? []));
       if (ts.isLiteralTypeNode(m) && ts.isStringLiteral(m.literal)) {
         found.push(m.literal.text);
         // A member's comment stands before its `|`, so look at all the text since the previous member.

@@ -1,0 +1,115 @@
+/**
+ * Exchanging for a cache entry: one exchange in flight per entry, its outcome recorded on
+ * the entry (the token and its refresh-ahead time, or the failure and its backoff), and the
+ * entry's timer armed for the next refresh or retry.
+ */
+import { assertUsable, type SubjectToken, type SubjectTokenProvider } from '../credentials/subject-token.js';
+import type { Exchange } from '../sts/client.js';
+import type { IdentityGeneration } from '../tls/identity.js';
+import { backoffDelay, type BackoffPolicy } from './backoff.js';
+import type { CachedToken } from './cached-token.js';
+import type { Entry, EntryTable } from './entries.js';
+import { refreshPlan, type RefreshPolicy, type RefreshSchedule } from './refresh-schedule.js';
+import type { RouteExchange } from './route-exchange.js';
+import { singleFlight } from './single-flight.js';
+
+export interface ExchangeObserver {
+  /** An exchange ended: `error` is what it failed with, absent when it succeeded. */
+  exchanged?(route: string, seconds: number, error?: unknown): void;
+}
+
+export interface EntryRefreshOptions {
+  readonly table: EntryTable;
+  readonly schedule: RefreshSchedule<Entry>;
+  readonly exchange: Exchange;
+  readonly subjectTokens: SubjectTokenProvider;
+  readonly actorToken: { current(): string; readonly type: string } | undefined;
+  readonly identity: () => IdentityGeneration | undefined;
+  readonly refresh: RefreshPolicy;
+  readonly backoff: BackoffPolicy;
+  readonly observer: ExchangeObserver;
+  readonly now: () => number;
+  readonly random: () => number;
+}
+
+export interface EntryRefresh {
+  /** The entry's exchange in flight, or a new one for this subject token. */
+  exchange(entry: Entry, subject: SubjectToken): Promise<CachedToken>;
+  /** An exchange for the route's *current* subject token and identity: after a rotation the key moves on. */
+  refreshRoute(route: RouteExchange): Promise<CachedToken>;
+}
+
+export function createEntryRefresh(options: EntryRefreshOptions): EntryRefresh {
+  const { table, schedule, observer, now } = options;
+
+  function exchange(entry: Entry, subject: SubjectToken): Promise<CachedToken> {
+    return singleFlight(entry, () => {
+      const started = now();
+      return exchangeOnce(entry, subject, started).then(
+        (issued) => {
+          const token = succeeded(entry, issued);
+          observer.exchanged?.(entry.route.name, (now() - started) / 1000);
+          return token;
+        },
+        (err: unknown) => {
+          failed(entry, err);
+          observer.exchanged?.(entry.route.name, (now() - started) / 1000, err);
+          throw err;
+        },
+      );
+    });
+  }
+
+  async function exchangeOnce(entry: Entry, subject: SubjectToken, started: number): Promise<CachedToken> {
+    assertUsable(subject, options.subjectTokens.description, started);
+    const actor = options.actorToken;
+    const params = {
+      ...entry.route.params,
+      subjectToken: subject.value,
+      subjectTokenType: subject.type,
+      ...(actor ? { actorToken: actor.current(), actorTokenType: actor.type } : {}),
+    };
+    const issued = await options.exchange(params, entry.identity, entry.route.name);
+    return { ...issued, identity: entry.identity };
+  }
+
+  function succeeded(entry: Entry, issued: CachedToken): CachedToken {
+    const plan = refreshPlan(issued, options.refresh);
+    table.store(entry, plan);
+    entry.consecutiveFailures = 0;
+    entry.lastError = undefined;
+    entry.nextAttemptAt = 0;
+    schedule.at(entry, plan.refreshAt, () => due(entry));
+    return plan.token;
+  }
+
+  function failed(entry: Entry, err: unknown): void {
+    entry.consecutiveFailures += 1;
+    entry.lastError = err;
+    entry.nextAttemptAt = now() + backoffDelay(entry.consecutiveFailures, options.backoff, options.random);
+    // A lazy route without a token retries when next asked; anything else retries on its own.
+    const stillValid = entry.token !== undefined && now() < entry.usableUntil;
+    if (stillValid || !entry.route.lazy) schedule.at(entry, entry.nextAttemptAt, () => due(entry));
+  }
+
+  /** Timer: refresh ahead or retry, as long as someone still wants this route's token. */
+  function due(entry: Entry): void {
+    if (!table.holds(entry)) return;
+    const t = now();
+    const wanted = !entry.route.lazy || entry.lastUsed > (entry.token?.issuedAt ?? 0) - 1;
+    if (!wanted) {
+      // Idle lazy route: let the token lapse and forget it once it is unusable.
+      if (entry.token && t < entry.usableUntil) schedule.at(entry, entry.usableUntil, () => due(entry));
+      else table.drop(entry);
+      return;
+    }
+    void refreshRoute(entry.route).catch(() => {});
+  }
+
+  async function refreshRoute(route: RouteExchange): Promise<CachedToken> {
+    const subject = options.subjectTokens.current();
+    return exchange(table.entryFor(route, subject, options.identity()), subject);
+  }
+
+  return { exchange, refreshRoute };
+}
