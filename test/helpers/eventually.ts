@@ -9,15 +9,16 @@ export interface EventuallyOptions {
   readonly timeoutMs?: number;
   /** Check again after this long (default 10 ms). */
   readonly intervalMs?: number;
-  /** What is awaited, for the failure message (default: the condition's source). */
-  readonly what?: string;
+  /** What is awaited, for the failure message (default: the condition's source); a function is called at the failure. */
+  readonly what?: string | (() => string);
 }
 
 type Truthy<T> = Exclude<T, false | 0 | '' | null | undefined>;
 
 /**
- * Resolves with the condition's first truthy value; a condition that throws counts as
- * "not yet" (a server still starting). Rejects after `timeoutMs` naming the condition and
+ * Resolves with the condition's first truthy value. A condition that throws counts as
+ * "not yet" (a server still starting), except a failed assertion, which fails at once as it
+ * would have in a hand-written loop. Rejects after `timeoutMs` naming the condition and
  * keeping the last error as `cause`.
  */
 export async function eventually<T>(condition: () => T | Promise<T>, options: EventuallyOptions = {}): Promise<Truthy<Awaited<T>>> {
@@ -29,10 +30,11 @@ export async function eventually<T>(condition: () => T | Promise<T>, options: Ev
       const value = await condition();
       if (value) return value as Truthy<Awaited<T>>;
     } catch (err) {
+      if ((err as { code?: unknown }).code === 'ERR_ASSERTION') throw err;
       lastError = err;
     }
     if (Date.now() - started >= timeoutMs) {
-      const what = options.what ?? condition.toString().replace(/\s+/g, ' ');
+      const what = typeof options.what === 'function' ? options.what() : (options.what ?? condition.toString().replace(/\s+/g, ' '));
       const why = lastError === undefined ? '' : `; last error: ${lastError instanceof Error ? lastError.message : String(lastError)}`;
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`, { cause: lastError });
     }
