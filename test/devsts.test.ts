@@ -24,6 +24,7 @@ import { createJwtVerifier } from '../src/devsts/jwt-verifier.js';
 import { createTokenSigner } from '../src/devsts/token-signer.js';
 import { parseExchangeRequest } from '../src/devsts/exchange-request.js';
 import { parseFormParams } from '../src/oauth/request-parsing.js';
+import { eventually } from './helpers/eventually.js';
 import { send, type Reply } from './helpers/loopback.js';
 
 const execFileAsync = promisify(execFile);
@@ -726,11 +727,7 @@ describe('dev-sts command', () => {
       { stdout, stderr: capture(), signal: stop.signal, logger: silent },
     );
     try {
-      let printed: string | undefined;
-      for (let i = 0; i < 200 && printed === undefined; i++) {
-        printed = /token endpoint: (\S+)/.exec(stdout.text())?.[1];
-        if (printed === undefined) await new Promise((r) => setTimeout(r, 10));
-      }
+      const printed = await eventually(() => /token endpoint: (\S+)/.exec(stdout.text())?.[1], { timeoutMs: 2000 }).catch(() => undefined);
       assert.ok(printed, stdout.text());
       const tokenUrl: string = printed;
       const auth = { authorization: basic('cli', 'pw') };

@@ -251,7 +251,7 @@ describe('tunnel first bytes', () => {
       );
       client.write('GET / HTTP/1.1\r\n');
       await first;
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 200)); // a fixed wait on purpose: the 100 ms timer must not fire in it
       assert.equal(calls.length, 1, 'called once: the timer did not fire afterwards');
       assert.equal(calls[0]!.toString(), 'GET / HTTP/1.1\r\n');
     });

@@ -87,7 +87,8 @@ export async function startUpstream(
 export const TOKEN_TYPE_ACCESS = 'urn:ietf:params:oauth:token-type:access_token';
 export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Kept for files not yet moved to ./eventually.js. */
+export { sleep } from './eventually.js';
 
 /** Parses the captured JSON log lines. */
 export function parsedLogs(logs: readonly string[]): Array<Record<string, unknown>> {
