@@ -413,7 +413,10 @@ describe('shutdown', () => {
       }),
     );
     const h = own(await startHarness(seedConfig(sts.tokenUrl, upstream.url)));
-    const inFlight = request(`${h.sidecar.routeUrls['walrus']}/slow`);
+    // Its own pool, closed once the answer is read: a keep-alive connection left idle in the global pool
+    // would hold close() for the whole drain time (src/proxy/listen.ts closes idle sockets only at the start).
+    const client = new Agent();
+    const inFlight = request(`${h.sidecar.routeUrls['walrus']}/slow`, { dispatcher: client });
     await eventually(() => upstream.requests.length === 1, { what: 'the request to reach the upstream' });
     const closing = h.sidecar.close(5000);
     const ready = await request(`${h.sidecar.adminUrl}/readyz`).then(
@@ -424,6 +427,7 @@ describe('shutdown', () => {
     const res = await inFlight;
     assert.equal(res.statusCode, 200);
     assert.equal(await res.body.text(), 'slow but complete');
+    await client.close();
     await closing;
     await assert.rejects(request(`${h.sidecar.routeUrls['walrus']}/`), /ECONNREFUSED/);
   });
