@@ -24,7 +24,8 @@ import { createWorkloadIssuer, startDevSts, type DevSts, type WorkloadIssuer } f
 import { createCertificateAuthority, type CertificateAuthority } from '../src/pki/certificates.js';
 import { eventually } from './helpers/eventually.js';
 import { forwardTo, startFakeSts, type FakeSts } from './helpers/fake-sts.js';
-import { readBody, startHttpServer, type LoopbackServer } from './helpers/loopback.js';
+import { type LoopbackServer } from './helpers/loopback.js';
+import { startUpstream } from './helpers/upstream.js';
 import { find, isObj, kustomize, metadataOf, podSpecOf, repoPath, type Obj } from './helpers/manifests.js';
 
 const BIN = repoPath('dist', 'src', 'cli', 'main.js');
@@ -62,16 +63,14 @@ interface MtlsUpstream extends LoopbackServer {
 async function startMtlsUpstream(ca: CertificateAuthority): Promise<MtlsUpstream> {
   const seen: MtlsUpstream['seen'] = [];
   const server = ca.issue({ commonName: 'orders.internal', subjectAltNames: ['orders.internal', '127.0.0.1'], usage: 'server' });
-  const upstream = await startHttpServer(
-    (req, res) => {
-      void readBody(req).then(() => {
-        seen.push({ client: (req.socket as TLSSocket).getPeerCertificate().fingerprint256, authorization: String(req.headers.authorization) });
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end('{"orders":[]}');
-      });
+  const upstream = await startUpstream({
+    respond: (req, res, socket) => {
+      seen.push({ client: (socket as TLSSocket).getPeerCertificate().fingerprint256, authorization: String(req.headers.authorization) });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"orders":[]}');
     },
-    { tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true } },
-  );
+    tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true },
+  });
   return Object.assign(upstream, { seen });
 }
 

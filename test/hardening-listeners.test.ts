@@ -16,11 +16,10 @@ import { request } from 'undici';
 import { startFakeSts, type FakeSts } from './helpers/fake-sts.js';
 import { parsedLogs, startHarness, startUpstream, TOKEN_TYPE_ACCESS, type SidecarHarness, type TestUpstream } from './helpers/harness.js';
 import { send, tempDir, type TempDir } from './helpers/loopback.js';
-import { closedWithin, getOnce, openPeer, pipelined, sample, type Peer } from './helpers/sockets.js';
+import { closedWithin, getOnce, portOf, openPeer, pipelined, sample, type Peer } from './helpers/sockets.js';
 import { eventually } from './helpers/eventually.js';
 
 const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const portOf = (url: string) => Number(new URL(url).port);
 const get = (host: string, path = '/') => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
 
 /** An upstream that holds every response until release() (requests counted as their heads arrive). */

@@ -7,7 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeAfter, parsedLogs, startHarness, startUpstream, TOKEN_TYPE_ACCESS, type SidecarHarness } from './helpers/harness.js';
-import { send, type Reply } from './helpers/loopback.js';
+import { postForm, send } from './helpers/loopback.js';
 import { eventually } from './helpers/eventually.js';
 import { issueToken, oauthError, startFakeSts } from './helpers/fake-sts.js';
 import { createRedactor } from '../src/log/redact.js';
@@ -38,10 +38,6 @@ function exposes(text: string, secret: string): boolean {
 
 function assertNoSecret(where: string, text: string, secrets: Record<string, string>): void {
   for (const [name, secret] of Object.entries(secrets)) assert.ok(!exposes(text, secret), `${where} shows the ${name}: ${text}`);
-}
-
-async function postForm(url: string, params: Record<string, string>): Promise<Reply> {
-  return send(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params).toString() });
 }
 
 describe('issue 10 item 15: an STS that echoes encoded secrets', () => {

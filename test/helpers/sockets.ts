@@ -42,6 +42,9 @@ export async function closedWithin(peer: Peer, ms: number): Promise<boolean> {
   return result;
 }
 
+/** The port of a listener's URL. */
+export const portOf = (url: string): number => Number(new URL(url).port);
+
 /** The value of one sample in Prometheus text (0 when absent). */
 export function sample(text: string, name: string, labels: Record<string, string>): number {
   const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
