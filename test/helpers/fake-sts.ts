@@ -133,8 +133,9 @@ export async function startFakeSts(options: FakeStsOptions = {}): Promise<FakeSt
   let sts: FakeSts | undefined;
   const server = await startHttpServer(
     (req, res) => {
-      void (async () => {
-        const body = (await readBody(req)).toString('utf8');
+      (async () => {
+        const body = await readBody(req).then((b) => b.toString('utf8'), () => undefined);
+        if (body === undefined) return; // the body never completed (the peer went away): nothing to answer
         const socket = req.socket as Partial<TLSSocket>;
         const certificate = socket.encrypted ? socket.getPeerCertificate?.() : undefined;
         const request: StsRequest = {
@@ -151,7 +152,7 @@ export async function startFakeSts(options: FakeStsOptions = {}): Promise<FakeSt
         const answer = sts!.answer ?? MODES[sts!.mode];
         if (answer !== reset && answer !== hang) await sleep(sts!.delayMs);
         await answer(res, request, sts!);
-      })();
+      })().catch(() => res.destroy()); // an answer that threw: the client sees a reset, the test its own failure
     },
     options.tls ? { tls: options.tls } : {},
   );

@@ -45,11 +45,14 @@ export async function startUpstream(respondOrOptions: UpstreamAnswer | UpstreamO
   const requests: RecordedRequest[] = [];
   const server = await startHttpServer(
     (req, res) => {
-      void readBody(req).then((body) => {
-        const recorded: RecordedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body };
-        requests.push(recorded);
-        respond(recorded, res, req.socket);
-      });
+      readBody(req).then(
+        (body) => {
+          const recorded: RecordedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body };
+          requests.push(recorded);
+          respond(recorded, res, req.socket);
+        },
+        () => {}, // the body never completed (the peer went away): nothing to record or answer
+      );
     },
     options.tls ? { tls: options.tls } : {},
   );
