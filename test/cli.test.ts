@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { startDevSts } from '../src/devsts/index.js';
+import { eventually } from './helpers/eventually.js';
 import { startUpstream } from './helpers/harness.js';
 
 const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -60,8 +61,7 @@ describe('cli', () => {
     try {
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      const deadline = Date.now() + 10_000;
-      while (!out.includes('sts-sidecar listening') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      await eventually(() => out.includes('sts-sidecar listening'), { timeoutMs: 10_000 }).catch(() => {});
       const line = JSON.parse(out.split('\n').find((l) => l.includes('sts-sidecar listening'))!) as { proxy: string; admin: string };
       const res = await request(`${line.proxy}/hello`, { headers: { host: 'walrus.internal' } });
       assert.equal(res.statusCode, 200);
@@ -106,8 +106,11 @@ describe('cli', () => {
   });
 
   it('--help works for every command', async () => {
-    for (const args of [['--help'], ['run', '--help'], ['check-config', '--help'], ['dev-sts', '--help'], ['demo', '--help']]) {
-      const { stdout } = await run(process.execPath, [BIN, ...args]);
+    const commands = [['--help'], ['run', '--help'], ['check-config', '--help'], ['dev-sts', '--help'], ['demo', '--help']];
+    // Started together: each is a node start-up, and they do not depend on each other.
+    const outputs = await Promise.all(commands.map((args) => run(process.execPath, [BIN, ...args])));
+    for (const [i, { stdout }] of outputs.entries()) {
+      const args = commands[i]!;
       assert.match(stdout, /Usage/i, `no usage for ${args.join(' ')}`);
     }
   });

@@ -17,6 +17,7 @@ import { promisify } from 'node:util';
 import { request } from 'undici';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { parseConfigText } from '../src/config/load.js';
+import { eventually } from './helpers/eventually.js';
 import { readYaml, repoPath, type Obj } from './helpers/manifests.js';
 
 const run = promisify(execFile);
@@ -127,11 +128,9 @@ describe('deploy/docker-compose.yml', () => {
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-      const deadline = Date.now() + 15_000;
-      while (Date.now() < deadline && child.exitCode === null) {
-        if (name === 'sidecar' ? out.includes('sts-sidecar listening') : /http:\/\/127\.0\.0\.1:\d+/.test(out)) return out;
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      const started = () => (name === 'sidecar' ? out.includes('sts-sidecar listening') : /http:\/\/127\.0\.0\.1:\d+/.test(out));
+      await eventually(() => started() || child.exitCode !== null, { timeoutMs: 15_000 }).catch(() => {});
+      if (started()) return out;
       assert.fail(`${name} did not start: ${out}`);
     };
     /** Service addresses in a value, replaced by where those services really listen. */
@@ -165,14 +164,14 @@ describe('deploy/docker-compose.yml', () => {
       const line = JSON.parse(out.split('\n').find((l) => l.includes('sts-sidecar listening'))!) as { proxy: string; admin: string };
       proxyUrl = line.proxy;
       // As compose's healthcheck gates the client: /readyz answers 200 once the token is exchanged.
-      const deadline = Date.now() + 15_000;
-      for (;;) {
+      let ready = false;
+      const readyz = async () => {
         const res = await request(`${line.admin}/readyz`);
         await res.body.dump();
-        if (res.statusCode === 200) break;
-        assert.ok(Date.now() < deadline, 'the sidecar never became ready');
-        await new Promise((r) => setTimeout(r, 100));
-      }
+        return (ready = res.statusCode === 200);
+      };
+      await eventually(readyz, { timeoutMs: 15_000, intervalMs: 50 }).catch(() => {});
+      assert.ok(ready, 'the sidecar never became ready');
       urls.set('http://sidecar:15001', proxyUrl);
     });
 

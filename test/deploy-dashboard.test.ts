@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { createCertificateAuthority } from '../src/pki/certificates.js';
 import { startHarness, startUpstream } from './helpers/harness.js';
-import { readBody, startHttpServer, tempDir, type LoopbackServer } from './helpers/loopback.js';
+import { startFakeSts, type FakeSts } from './helpers/fake-sts.js';
+import { tempDir } from './helpers/loopback.js';
 import { isObj, readYaml, repoPath, type Obj } from './helpers/manifests.js';
 import { namesIn, parseExposition, type ExposedMetrics } from './helpers/promql.js';
 
@@ -77,17 +78,15 @@ const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64ur
  * sidecar does not hold (the sidecar reads cnf without verifying a signature it has no key
  * for), and any other audience with an opaque token.
  */
-async function startBindingSts(): Promise<LoopbackServer> {
-  return startHttpServer((req, res) => {
-    void readBody(req).then((body) => {
-      const params = new URLSearchParams(body.toString());
+function startBindingSts(): Promise<FakeSts> {
+  return startFakeSts({
+    lifetimeSeconds: 300,
+    makeToken: (_n, request) => {
       const exp = Math.floor(Date.now() / 1000) + 300;
-      const token = params.getAll('audience').includes('https://bound.internal')
+      return request.form.getAll('audience').includes('https://bound.internal')
         ? `${b64url({ alg: 'ES256', typ: 'at+jwt' })}.${b64url({ sub: 'x', exp, cnf: { 'x5t#S256': 'A'.repeat(43) } })}.${'c'.repeat(86)}`
         : `opaque-token-${'x'.repeat(24)}`;
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ access_token: token, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'Bearer', expires_in: 300 }));
-    });
+    },
   });
 }
 
@@ -115,7 +114,7 @@ describe('Grafana dashboard and Prometheus rules against a live /metrics', () =>
     });
     const harness = await startHarness({
       subjectToken: { value: 'subject-token-for-dashboard-test', type: 'urn:ietf:params:oauth:token-type:access_token' },
-      sts: { url: `${sts.url}/token` },
+      sts: { url: sts.tokenUrl },
       identity: { cert: join(dir.path, 'tls.crt'), key: join(dir.path, 'tls.key'), ca: join(dir.path, 'ca.crt') },
       tokenEndpoint: { listen: '127.0.0.1:0', callers: 'loopback', routes: ['orders'] },
       routes: [

@@ -22,7 +22,10 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { createProjectedVolume, type ProjectedVolume } from '../src/demo/projected-volume.js';
 import { createWorkloadIssuer, startDevSts, type DevSts, type WorkloadIssuer } from '../src/devsts/index.js';
 import { createCertificateAuthority, type CertificateAuthority } from '../src/pki/certificates.js';
-import { readBody, startHttpServer, type LoopbackServer } from './helpers/loopback.js';
+import { eventually } from './helpers/eventually.js';
+import { forwardTo, startFakeSts, type FakeSts } from './helpers/fake-sts.js';
+import { type LoopbackServer } from './helpers/loopback.js';
+import { startUpstream } from './helpers/upstream.js';
 import { find, isObj, kustomize, metadataOf, podSpecOf, repoPath, type Obj } from './helpers/manifests.js';
 
 const BIN = repoPath('dist', 'src', 'cli', 'main.js');
@@ -51,25 +54,6 @@ async function loadPod(): Promise<Pod> {
   };
 }
 
-/** In front of the reference STS: records which subject token each exchange carried. */
-async function startRecordingSts(sts: DevSts): Promise<LoopbackServer & { subjectTokens: string[] }> {
-  const subjectTokens: string[] = [];
-  const server = await startHttpServer((req, res) => {
-    void (async () => {
-      const body = await readBody(req);
-      subjectTokens.push(new URLSearchParams(body.toString()).get('subject_token') ?? '');
-      const reply = await request(`${sts.url}${req.url ?? '/'}`, {
-        method: 'POST',
-        headers: { 'content-type': String(req.headers['content-type']) },
-        body,
-      });
-      res.writeHead(reply.statusCode, { 'content-type': String(reply.headers['content-type']) });
-      res.end(Buffer.from(await reply.body.arrayBuffer()));
-    })();
-  });
-  return Object.assign(server, { subjectTokens });
-}
-
 interface MtlsUpstream extends LoopbackServer {
   /** Per request: the SHA-256 fingerprint of the client certificate, and the Authorization header. */
   readonly seen: Array<{ client: string; authorization: string }>;
@@ -79,16 +63,14 @@ interface MtlsUpstream extends LoopbackServer {
 async function startMtlsUpstream(ca: CertificateAuthority): Promise<MtlsUpstream> {
   const seen: MtlsUpstream['seen'] = [];
   const server = ca.issue({ commonName: 'orders.internal', subjectAltNames: ['orders.internal', '127.0.0.1'], usage: 'server' });
-  const upstream = await startHttpServer(
-    (req, res) => {
-      void readBody(req).then(() => {
-        seen.push({ client: (req.socket as TLSSocket).getPeerCertificate().fingerprint256, authorization: String(req.headers.authorization) });
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end('{"orders":[]}');
-      });
+  const upstream = await startUpstream({
+    respond: (req, res, socket) => {
+      seen.push({ client: (socket as TLSSocket).getPeerCertificate().fingerprint256, authorization: String(req.headers.authorization) });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"orders":[]}');
     },
-    { tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true } },
-  );
+    tls: { key: server.keyPem, cert: server.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true },
+  });
   return Object.assign(upstream, { seen });
 }
 
@@ -98,7 +80,8 @@ describe('the sidecar as the k8s pod runs it', () => {
   let issuer: WorkloadIssuer;
   let ca: CertificateAuthority;
   let sts: DevSts;
-  let front: Awaited<ReturnType<typeof startRecordingSts>>;
+  let front: FakeSts; // in front of the reference STS: records which subject token each exchange carried
+  const subjectTokens = () => front.requests.map((form) => form.get('subject_token') ?? '');
   let upstream: MtlsUpstream;
   let firstLeaf = '';
   const volumes = new Map<string, ProjectedVolume>();
@@ -138,7 +121,7 @@ describe('the sidecar as the k8s pod runs it', () => {
 
     // The STS trusts the cluster's service-account issuer, for the audience the projected token asks for.
     sts = await startDevSts({ trustedIssuers: [{ issuer: issuer.issuer, jwks: issuer.jwks, audience: String(tokenProjection()['audience']) }] });
-    front = await startRecordingSts(sts);
+    front = await startFakeSts({ answer: forwardTo(sts.url) });
     upstream = await startMtlsUpstream(ca);
 
     // The config as the ConfigMap has it; only what a pod cannot have here changes.
@@ -146,7 +129,7 @@ describe('the sidecar as the k8s pod runs it', () => {
     const config0 = structuredClone(config);
     (config['admin'] as Obj)['listen'] = '127.0.0.1:0';
     (config['proxy'] as Obj)['listen'] = '127.0.0.1:0';
-    (config['sts'] as Obj)['url'] = `${front.url}/token`;
+    (config['sts'] as Obj)['url'] = front.tokenUrl;
     for (const route of config['routes'] as Obj[]) {
       if (route['listen'] !== undefined) route['listen'] = '127.0.0.1:0';
       // Same scheme as the ConfigMap's (https); trusted through identity.ca, the Secret's ca.crt.
@@ -190,11 +173,8 @@ describe('the sidecar as the k8s pod runs it', () => {
     exit = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const deadline = Date.now() + 15_000;
-    while (!stdout.includes('sts-sidecar listening')) {
-      if (Date.now() > deadline || child.exitCode !== null) assert.fail(`the sidecar did not start: ${stderr}${stdout}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    await eventually(() => stdout.includes('sts-sidecar listening') || child.exitCode !== null, { timeoutMs: 15_000 }).catch(() => {});
+    if (!stdout.includes('sts-sidecar listening')) assert.fail(`the sidecar did not start: ${stderr}${stdout}`);
     const line = JSON.parse(stdout.split('\n').find((l) => l.includes('sts-sidecar listening'))!) as {
       admin: string;
       routes: Array<{ name: string; listen: string | null }>;
@@ -224,15 +204,14 @@ describe('the sidecar as the k8s pod runs it', () => {
     };
     const startup = probe('startupProbe');
     // Polled faster than the manifest's period, within the same overall budget.
-    const deadline = Date.now() + startup.periodSeconds * startup.failureThreshold * 1000;
     let status = 0;
-    while (Date.now() < deadline) {
+    const started = async () => {
       const res = await request(`${adminUrl}${startup.path}`);
       await res.body.dump();
       status = res.statusCode;
-      if (status === 200) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+      return status === 200;
+    };
+    await eventually(started, { timeoutMs: startup.periodSeconds * startup.failureThreshold * 1000, intervalMs: 50 }).catch(() => {});
     assert.equal(status, 200, 'startupProbe');
     for (const name of ['readinessProbe', 'livenessProbe']) {
       const res = await request(`${adminUrl}${probe(name).path}`);
@@ -253,10 +232,10 @@ describe('the sidecar as the k8s pod runs it', () => {
     };
     const workers = [worker(), worker(), worker()];
     try {
-      await new Promise((r) => setTimeout(r, 300));
+      await eventually(() => statuses.length > 0 && upstream.seen.length > 0, { what: 'traffic before the rotation' }).catch(() => {});
       const before = statuses.length;
       assert.ok(before > 0, 'traffic flows before the rotation');
-      const first = front.subjectTokens.at(-1)!;
+      const first = subjectTokens().at(-1)!;
       const injectedBefore = upstream.seen.at(-1)!.authorization;
       assert.equal(upstream.seen.at(-1)!.client, firstLeaf, "the sidecar presents the Secret's certificate");
 
@@ -266,10 +245,10 @@ describe('the sidecar as the k8s pod runs it', () => {
       await volumes.get('sts-token')!.update({ [String(tokenProjection()['path'])]: rotated });
 
       // The sidecar notices the ..data swap and exchanges the new token at once (fallback poll: pollIntervalSeconds).
-      const deadline = Date.now() + 10_000;
-      while (!front.subjectTokens.includes(rotated) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-      assert.ok(front.subjectTokens.includes(rotated), 'no exchange with the rotated token');
-      await new Promise((r) => setTimeout(r, 300));
+      await eventually(() => subjectTokens().includes(rotated), { timeoutMs: 10_000 }).catch(() => {});
+      assert.ok(subjectTokens().includes(rotated), 'no exchange with the rotated token');
+      // Requests that took the old token before the exchange finish; then the new token is what arrives.
+      await eventually(() => upstream.seen.at(-1)!.authorization !== injectedBefore && statuses.length > before).catch(() => {});
 
       // What reaches the upstream after the rotation is the token exchanged for the new subject token.
       const lastAuth = upstream.seen.at(-1)!.authorization;
@@ -284,12 +263,11 @@ describe('the sidecar as the k8s pod runs it', () => {
       const renewed = identityFiles('orders-client-2');
       const seenBefore = upstream.seen.length;
       await volumes.get('workload-identity')!.update(renewed.files);
-      const certDeadline = Date.now() + 15_000;
-      while (!upstream.seen.slice(seenBefore).some((r) => r.client === renewed.fingerprint) && Date.now() < certDeadline) {
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      assert.ok(upstream.seen.slice(seenBefore).some((r) => r.client === renewed.fingerprint), 'the renewed certificate never reached the upstream');
-      await new Promise((r) => setTimeout(r, 300));
+      const renewedSeen = () => upstream.seen.slice(seenBefore).some((r) => r.client === renewed.fingerprint);
+      await eventually(renewedSeen, { timeoutMs: 15_000 }).catch(() => {});
+      assert.ok(renewedSeen(), 'the renewed certificate never reached the upstream');
+      // Requests already on connections with the old certificate finish; then only the renewed one is presented.
+      await eventually(() => upstream.seen.at(-1)!.client === renewed.fingerprint).catch(() => {});
       assert.equal(upstream.seen.at(-1)!.client, renewed.fingerprint, 'new requests present the renewed certificate');
       assert.match(stdout, /workload identity rotated/);
     } finally {

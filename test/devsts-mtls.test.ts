@@ -20,6 +20,7 @@ import { createStsClient } from '../src/sts/client.js';
 import { privateKeyJwt, tlsClientAuth, type ClientAuth } from '../src/sts/client-auth.js';
 import { parseIdentity, type IdentityGeneration } from '../src/tls/identity.js';
 import { certificateThumbprint, thumbprintMatches } from '../src/tls/thumbprint.js';
+import { eventually } from './helpers/eventually.js';
 import { tempDir } from './helpers/loopback.js';
 import { ALICE_SPIFFE_ID, createTestPki, exchangeForm, postForm, send, tlsAgent, type Reply, type TestPki } from './helpers/mtls.js';
 
@@ -419,11 +420,7 @@ describe('dev STS TLS options and flags', () => {
       { stdout, stderr: stdout, signal: stop.signal, logger: pino({ level: 'silent' }) },
     );
     try {
-      let tokenUrl: string | undefined;
-      for (let i = 0; i < 300 && tokenUrl === undefined; i++) {
-        tokenUrl = /token endpoint: (\S+)/.exec(out)?.[1];
-        if (tokenUrl === undefined) await new Promise((r) => setTimeout(r, 10));
-      }
+      const tokenUrl = await eventually(() => /token endpoint: (\S+)/.exec(out)?.[1], { timeoutMs: 3000 }).catch(() => undefined);
       if (tokenUrl === undefined) assert.fail(`no token endpoint printed: ${out}`);
       assert.ok(tokenUrl.startsWith('https://'), out);
       assert.match(out, /client certificates: required/);

@@ -24,7 +24,8 @@ import { createJwtVerifier } from '../src/devsts/jwt-verifier.js';
 import { createTokenSigner } from '../src/devsts/token-signer.js';
 import { parseExchangeRequest } from '../src/devsts/exchange-request.js';
 import { parseFormParams } from '../src/oauth/request-parsing.js';
-import { send, type Reply } from './helpers/loopback.js';
+import { eventually } from './helpers/eventually.js';
+import { postForm, send, type Reply } from './helpers/loopback.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -36,10 +37,6 @@ const FORM = 'application/x-www-form-urlencoded';
 
 /** RFC 6749 section 5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E. */
 const DESCRIPTION_CHARSET = /^[\x20-\x21\x23-\x5B\x5D-\x7E]+$/;
-
-function postForm(url: string, pairs: [string, string][], headers: Record<string, string> = {}): Promise<Reply> {
-  return send(url, { method: 'POST', headers: { 'content-type': FORM, ...headers }, body: new URLSearchParams(pairs).toString() });
-}
 
 function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
   return send(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
@@ -726,11 +723,7 @@ describe('dev-sts command', () => {
       { stdout, stderr: capture(), signal: stop.signal, logger: silent },
     );
     try {
-      let printed: string | undefined;
-      for (let i = 0; i < 200 && printed === undefined; i++) {
-        printed = /token endpoint: (\S+)/.exec(stdout.text())?.[1];
-        if (printed === undefined) await new Promise((r) => setTimeout(r, 10));
-      }
+      const printed = await eventually(() => /token endpoint: (\S+)/.exec(stdout.text())?.[1], { timeoutMs: 2000 }).catch(() => undefined);
       assert.ok(printed, stdout.text());
       const tokenUrl: string = printed;
       const auth = { authorization: basic('cli', 'pw') };

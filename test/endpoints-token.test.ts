@@ -11,6 +11,7 @@ import { request as httpRequest } from 'node:http';
 import { writeFile } from 'node:fs/promises';
 import { ExternalAccountClient } from 'google-auth-library';
 import { createWorkloadIssuer } from '../src/devsts/index.js';
+import { eventually } from './helpers/eventually.js';
 import { parsedLogs } from './helpers/harness.js';
 import {
   ACCESS_TOKEN_TYPE,
@@ -312,12 +313,8 @@ describe('local token endpoint: concurrency and routing', () => {
     const rotated = await stack.mint();
     assertOAuthError(await ask(rotated), 400, 'invalid_grant');
     await writeFile(stack.tokenFile, rotated);
-    const deadline = Date.now() + 10_000;
     let reply = await ask(rotated);
-    while (reply.status !== 200 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-      reply = await ask(rotated);
-    }
+    await eventually(async () => (reply = await ask(rotated)).status === 200, { timeoutMs: 10_000, intervalMs: 50 }).catch(() => {});
     assertTokenResponse(reply);
     // An app that has not re-read the file yet still presents the previous token.
     assertTokenResponse(await ask(stack.podToken));

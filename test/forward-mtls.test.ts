@@ -7,15 +7,15 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { EnvHttpProxyAgent, request } from 'undici';
 import { startFakeSts, type FakeSts } from './helpers/fake-sts.js';
 import { bearer, runClient } from './helpers/forward.js';
 import { startHarness, TOKEN_TYPE_ACCESS, type SidecarHarness } from './helpers/harness.js';
-import { startHttpServer, tempDir, type LoopbackServer, type TempDir } from './helpers/loopback.js';
+import { tempDir, type LoopbackServer, type TempDir } from './helpers/loopback.js';
 import { createTestPki, kubeletWrite } from './helpers/pki.js';
+import { startUpstream } from './helpers/upstream.js';
 
 interface Seen {
   readonly url: string;
@@ -43,15 +43,15 @@ describe('forward proxy to an upstream that requires mTLS', () => {
     upstreamCa = join(identityDir, 'ca.crt');
     sts = await startFakeSts();
     // Refuses any TLS client without a certificate from the test CA (the handshake fails).
-    upstream = await startHttpServer(
-      (req: IncomingMessage, res: ServerResponse) => {
-        const peer = (req.socket as TLSSocket).getPeerCertificate();
-        seen.push({ url: req.url ?? '', authorization: req.headers.authorization, clientCn: peer.subject ? String(peer.subject.CN) : undefined });
+    upstream = await startUpstream({
+      respond: (req, res, socket) => {
+        const peer = (socket as TLSSocket).getPeerCertificate();
+        seen.push({ url: req.url, authorization: req.headers.authorization, clientCn: peer.subject ? String(peer.subject.CN) : undefined });
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ url: req.url, client: peer.subject?.CN ?? null }));
       },
-      { tls: { cert: pki.server.certPem, key: pki.server.keyPem, ca: pki.ca.certPem, requestCert: true, rejectUnauthorized: true } },
-    );
+      tls: { cert: pki.server.certPem, key: pki.server.keyPem, ca: pki.ca.certPem, requestCert: true, rejectUnauthorized: true },
+    });
     sidecarCa = join(dir.path, 'sidecar-ca.pem');
     h = await startHarness({
       subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS },

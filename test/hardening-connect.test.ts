@@ -14,6 +14,7 @@ import { connect as netConnect, createServer, type AddressInfo, type Socket } fr
 import { connect as tlsConnect } from 'node:tls';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { eventually } from './helpers/eventually.js';
 import { startFakeSts, type FakeSts } from './helpers/fake-sts.js';
 import { parsedLogs, startHarness, TOKEN_TYPE_ACCESS, type SidecarHarness } from './helpers/harness.js';
 import { tempDir, type TempDir } from './helpers/loopback.js';
@@ -65,16 +66,6 @@ function delta(before: Record<string, number>, after: Record<string, number>): R
     if (d !== 0) out[key] = d;
   }
   return out;
-}
-
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('issue 10 items 21 and 22: CONNECT to routed destinations', () => {
@@ -195,7 +186,7 @@ describe('issue 10 items 21 and 22: CONNECT to routed destinations', () => {
   it('item 22: openssl s_client -alpn h2: logged as no common ALPN protocol, not as an untrusted CA', async () => {
     const r = await runClient('openssl', ['s_client', '-proxy', `127.0.0.1:${proxyPort}`, '-connect', 'payments.internal:443', '-servername', 'payments.internal', '-alpn', 'h2', '-CAfile', sidecarCa]);
     assert.match(r.stdout + r.stderr, /no application protocol/i);
-    const line = await until('the log line', () => handshakeLogs('payments').find((l) => l['reason'] === 'no_common_alpn'));
+    const line = await eventually(() => handshakeLogs('payments').find((l) => l['reason'] === 'no_common_alpn'), { what: 'the log line' });
     assert.equal(line['code'], 'ERR_SSL_NO_APPLICATION_PROTOCOL');
     assert.equal(line['level'], 'warn');
     assert.doesNotMatch(String(line['msg']), /trust the interception CA/);
@@ -212,13 +203,13 @@ describe('issue 10 items 21 and 22: CONNECT to routed destinations', () => {
       c.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
     });
     assert.equal(code, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL');
-    await until('the log line', () => handshakeLogs('ledger').find((l) => l['reason'] === 'no_common_alpn'));
+    await eventually(() => handshakeLogs('ledger').find((l) => l['reason'] === 'no_common_alpn'), { what: 'the log line' });
   });
 
   it('item 22: curl that does not trust the interception CA: logged as the app refusing the certificate, with the CA hint', async () => {
     const r = await runClient('curl', ['-q', '-sS', '-x', h.sidecar.proxyUrl, 'https://payments.internal/untrusted']);
     assert.equal(r.code, 60, r.stderr);
-    const line = await until('the log line', () => handshakeLogs('payments').find((l) => l['reason'] === 'certificate_refused'));
+    const line = await eventually(() => handshakeLogs('payments').find((l) => l['reason'] === 'certificate_refused'), { what: 'the log line' });
     assert.equal(line['code'], 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA');
     assert.match(String(line['msg']), /trust the interception CA/);
   });
@@ -232,6 +223,6 @@ describe('issue 10 items 21 and 22: CONNECT to routed destinations', () => {
       c.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
     });
     assert.equal(code, 'SELF_SIGNED_CERT_IN_CHAIN', 'the sidecar sends its CA after the leaf');
-    await until('the log line', () => handshakeLogs('ledger').find((l) => l['reason'] === 'closed_during_handshake'));
+    await eventually(() => handshakeLogs('ledger').find((l) => l['reason'] === 'closed_during_handshake'), { what: 'the log line' });
   });
 });

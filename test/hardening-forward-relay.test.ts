@@ -14,9 +14,9 @@ import { createDialPolicy } from '../src/proxy/forward/dial-policy.js';
 import { startFakeSts, type FakeSts } from './helpers/fake-sts.js';
 import { startHarness, TOKEN_TYPE_ACCESS, type SidecarHarness } from './helpers/harness.js';
 import { startRecordingServer, type RecordingServer } from './helpers/forward.js';
-import { eventually, getOnce, openDescriptors, openPeer, pipelined, sample } from './helpers/sockets.js';
+import { getOnce, portOf, openDescriptors, openPeer, pipelined, sample } from './helpers/sockets.js';
+import { eventually } from './helpers/eventually.js';
 
-const portOf = (url: string) => Number(new URL(url).port);
 
 interface Answer {
   readonly status: number;

@@ -16,10 +16,10 @@ import { request } from 'undici';
 import { startFakeSts, type FakeSts } from './helpers/fake-sts.js';
 import { parsedLogs, startHarness, startUpstream, TOKEN_TYPE_ACCESS, type SidecarHarness, type TestUpstream } from './helpers/harness.js';
 import { send, tempDir, type TempDir } from './helpers/loopback.js';
-import { closedWithin, eventually, getOnce, openPeer, pipelined, sample, type Peer } from './helpers/sockets.js';
+import { closedWithin, getOnce, portOf, openPeer, pipelined, sample, type Peer } from './helpers/sockets.js';
+import { eventually } from './helpers/eventually.js';
 
 const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const portOf = (url: string) => Number(new URL(url).port);
 const get = (host: string, path = '/') => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
 
 /** An upstream that holds every response until release() (requests counted as their heads arrive). */
@@ -120,7 +120,7 @@ describe('listener timeouts (issue 10 item 2)', () => {
   it('closes an idle kept-alive connection after a response (keepAliveTimeoutSeconds)', async () => {
     const p = await openPeer(listeners().admin);
     p.socket.write(get('admin', '/healthz'));
-    assert.equal(await eventually(() => p.received().includes('"ok"'), WITHIN_MS), true);
+    assert.equal(await eventually(() => p.received().includes('"ok"'), { timeoutMs: WITHIN_MS }), true);
     assert.equal(await closedWithin(p, WITHIN_MS), true);
   });
 
@@ -133,11 +133,11 @@ describe('listener timeouts (issue 10 item 2)', () => {
     const spliced = await openPeer(port);
     const silentPort = (silent.address() as AddressInfo).port;
     spliced.socket.write(`CONNECT 127.0.0.1:${silentPort} HTTP/1.1\r\nHost: 127.0.0.1:${silentPort}\r\n\r\n`);
-    assert.equal(await eventually(() => spliced.received().startsWith('HTTP/1.1 200'), WITHIN_MS), true);
+    assert.equal(await eventually(() => spliced.received().startsWith('HTTP/1.1 200'), { timeoutMs: WITHIN_MS }), true);
     assert.deepEqual(await Promise.all([closedWithin(inner, WITHIN_MS), closedWithin(spliced, WITHIN_MS)]), [true, true]);
     assert.match(inner.received(), /HTTP\/1\.1 200 Connection established\r\n\r\nHTTP\/1\.1 408 /);
     // The sidecar's side of the splice went too.
-    assert.equal(await eventually(() => silentSockets.every((s) => s.destroyed || s.readableEnded), WITHIN_MS), true);
+    assert.equal(await eventually(() => silentSockets.every((s) => s.destroyed || s.readableEnded), { timeoutMs: WITHIN_MS }), true);
   });
 
   it('counts what it closed by listener kind and reason', async () => {
@@ -214,7 +214,7 @@ describe('requests in flight per connection and connections per listener (issue 
     assert.equal(await eventually(() => holding.seen() === start + MAX_IN_FLIGHT + 1), true);
     holding.release();
     const all = () => (p.received().match(/HTTP\/1\.1 200 /g) ?? []).length;
-    assert.equal(await eventually(() => all() === MAX_IN_FLIGHT + 1), true, p.received().slice(-300));
+    assert.equal(await eventually(() => all() === MAX_IN_FLIGHT + 1, { what: () => `all in-flight requests; received: ${p.received().slice(-300)}` }), true, p.received().slice(-300));
     assert.equal(p.isClosed(), false);
     p.socket.destroy();
   });
@@ -293,13 +293,13 @@ describe('SIGHUP (issue 10 item 16)', () => {
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      assert.equal(await eventually(() => out.includes('sts-sidecar listening'), 10_000), true);
+      assert.equal(await eventually(() => out.includes('sts-sidecar listening'), { timeoutMs: 10_000 }), true);
       const line = JSON.parse(out.split('\n').find((l) => l.includes('sts-sidecar listening'))!) as { proxy: string; admin: string };
 
       let exitCode: number | null | undefined;
       child.once('exit', (code) => (exitCode = code));
       child.kill('SIGHUP');
-      assert.equal(await eventually(() => `${out}${err}`.includes('configuration reload is not supported yet') || exitCode !== undefined, 10_000), true);
+      assert.equal(await eventually(() => `${out}${err}`.includes('configuration reload is not supported yet') || exitCode !== undefined, { timeoutMs: 10_000 }), true);
       assert.equal(exitCode, undefined, 'still running after SIGHUP');
       const res = await request(`${line.proxy}/after-hup`, { headers: { host: 'walrus.internal' } });
       assert.equal(res.statusCode, 200);

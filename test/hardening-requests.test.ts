@@ -14,6 +14,7 @@ import { createServer as createNetServer, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
+import { eventually } from './helpers/eventually.js';
 import { startFakeSts } from './helpers/fake-sts.js';
 import { closeAfter, parsedLogs, startHarness, startUpstream, TOKEN_TYPE_ACCESS } from './helpers/harness.js';
 import { bearer, completeResponse, RawClient, runClient } from './helpers/forward.js';
@@ -27,14 +28,6 @@ async function metric(adminUrl: string, name: string, labels: string): Promise<n
   const text = await (await fetch(`${adminUrl}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
   return line ? Number(line.split(' ').at(-1)) : 0;
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** A raw HTTP/1.1 upstream that records every byte and answers each request head with 200 "ok", keeping the connection. */
@@ -309,7 +302,7 @@ describe('abandoned requests (issue 10 item 18)', () => {
     await client.take((s) => s.includes('first part'));
     client.close();
     const aborted = () => metric(h.sidecar.adminUrl, 'sts_sidecar_proxy_requests_total', 'route="slow",status_class="aborted"');
-    await until('the aborted request to be counted', async () => (await aborted()) === 1);
+    await eventually(async () => (await aborted()) === 1, { what: 'the aborted request to be counted' });
     assert.equal(await metric(h.sidecar.adminUrl, 'sts_sidecar_proxy_requests_total', 'route="slow",status_class="2xx"'), 0);
     assert.ok(parsedLogs(h.logs).some((l) => l['msg'] === 'proxied' && l['route'] === 'slow' && l['status'] === 'aborted'));
   });

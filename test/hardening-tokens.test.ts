@@ -12,9 +12,10 @@ import { describeToken, type SubjectTokenProvider } from '../src/credentials/sub
 import { StsError } from '../src/errors.js';
 import { MAX_TOKEN_LIFETIME_MS, processExchangeResponse } from '../src/sts/exchange-response.js';
 import { createFakeClock, type FakeClock } from './helpers/fake-clock.js';
-import { startFakeSts } from './helpers/fake-sts.js';
-import { closeAfter, sleep, startHarness, startUpstream, TOKEN_TYPE_ACCESS } from './helpers/harness.js';
-import { readBody, send, startHttpServer, tempDir } from './helpers/loopback.js';
+import { eventually, sleep } from './helpers/eventually.js';
+import { issueToken, oauthError, startFakeSts } from './helpers/fake-sts.js';
+import { closeAfter, startHarness, startUpstream, TOKEN_TYPE_ACCESS } from './helpers/harness.js';
+import { send, tempDir } from './helpers/loopback.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -128,6 +129,7 @@ describe('issue 10 item 4: long-lived tokens refresh once, not in a loop (fake c
       routes: [{ name: 'long', listen: '127.0.0.1:0', upstream: upstream.url }],
     }));
     // Before the fix, Node fired the 67-day refresh timer after 1 ms: thousands of exchanges a second.
+    // A fixed wait on purpose: nothing (no second exchange) may happen during it.
     await sleep(750);
     const reply = await send(`${h.sidecar.routeUrls['long']}/`);
     assert.equal(reply.status, 200);
@@ -185,25 +187,26 @@ describe('issue 10 item 13: a subject-token rotation the STS refuses', () => {
     const issued: Array<{ token: string; expiresAt: number }> = [];
     const subjectsSeen: string[] = [];
     // A real STS that accepts only the first subject token (as one would after a bad rotation).
-    const sts = own(await startHttpServer(async (req, res) => {
-      const form = new URLSearchParams((await readBody(req)).toString());
-      const subject = form.get('subject_token') ?? '';
-      subjectsSeen.push(subject);
-      res.setHeader('content-type', 'application/json');
-      if (subject !== before) {
-        res.statusCode = 400;
-        return void res.end(JSON.stringify({ error: 'invalid_grant', error_description: 'subject token not recognised' }));
-      }
-      const token = `granted-${issued.length + 1}-xxxxxxxx`;
-      issued.push({ token, expiresAt: Date.now() + lifetimeSeconds * 1000 });
-      res.end(JSON.stringify({ access_token: token, issued_token_type: TOKEN_TYPE_ACCESS, token_type: 'Bearer', expires_in: lifetimeSeconds }));
+    const sts = own(await startFakeSts({
+      lifetimeSeconds,
+      makeToken: (n) => {
+        const token = `granted-${n}-xxxxxxxx`;
+        issued.push({ token, expiresAt: Date.now() + lifetimeSeconds * 1000 });
+        return token;
+      },
+      answer: (res, request, self) => {
+        const subject = request.form.get('subject_token') ?? '';
+        subjectsSeen.push(subject);
+        if (subject !== before) return oauthError('invalid_grant', 'subject token not recognised')(res, request, self);
+        return issueToken(res, request, self);
+      },
     }));
     const upstream = own(await startUpstream());
     const subjectFile = join(dir.path, 'token');
     await writeFile(subjectFile, before);
     const h = own(await startHarness({
       subjectToken: { file: subjectFile, type: TOKEN_TYPE_ACCESS, pollIntervalSeconds: 0.05 },
-      sts: { url: `${sts.url}/token` },
+      sts: { url: sts.tokenUrl },
       cache: { retryInitialDelaySeconds: 0.05, retryMaxDelaySeconds: 0.2 },
       routes: [{ name: 'api', listen: '127.0.0.1:0', upstream: upstream.url }],
     }));
@@ -212,10 +215,7 @@ describe('issue 10 item 13: a subject-token rotation the STS refuses', () => {
     const granted = issued.at(-1)!;
 
     await writeFile(subjectFile, after);
-    for (const deadline = Date.now() + 5000; !subjectsSeen.includes(after); ) {
-      assert.ok(Date.now() < deadline, 'the sidecar never exchanged the rotated subject token');
-      await sleep(10);
-    }
+    await eventually(() => subjectsSeen.includes(after), { what: 'the sidecar to exchange the rotated subject token' });
     // Refused at the STS, yet the previous token is valid: served, and /readyz agrees.
     const served = await send(url);
     assert.equal(served.status, 200, served.text);
@@ -223,17 +223,16 @@ describe('issue 10 item 13: a subject-token rotation the STS refuses', () => {
     assert.equal((await send(`${h.sidecar.adminUrl}/readyz`)).status, 200);
 
     // Until it expires; then fail closed, and readiness says so.
-    let refused: Awaited<ReturnType<typeof send>> | undefined;
-    for (const deadline = Date.now() + 10_000; !refused; await sleep(20)) {
-      assert.ok(Date.now() < deadline, 'never failed closed');
-      const r = await send(url);
-      if (r.status === 200) {
+    const refused = await eventually(
+      async () => {
+        const r = await send(url);
+        if (r.status !== 200) return r;
         assert.equal(upstream.requests.at(-1)?.headers.authorization, `Bearer ${granted.token}`);
         assert.ok(Date.now() <= granted.expiresAt, 'an expired token was injected');
-      } else {
-        refused = r;
-      }
-    }
+        return undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 20, what: 'the route to fail closed' },
+    );
     assert.equal(refused.status, 503);
     assert.equal(refused.headers.get('x-sts-sidecar-error'), 'ERR_TOKEN_UNAVAILABLE');
     assert.equal(issued.length, 1, 'no token was issued for the refused subject');

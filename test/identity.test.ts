@@ -12,7 +12,8 @@ import { certificateThumbprint } from '../src/tls/thumbprint.js';
 import { openWorkloadIdentity, type IdentityLoadError } from '../src/tls/identity.js';
 import { ConfigError } from '../src/errors.js';
 import { startFakeSts } from './helpers/fake-sts.js';
-import { closeAfter, parsedLogs, sleep, startHarness, startUpstream } from './helpers/harness.js';
+import { eventually, sleep } from './helpers/eventually.js';
+import { closeAfter, parsedLogs, startHarness, startUpstream } from './helpers/harness.js';
 import { tempDir } from './helpers/loopback.js';
 import { createTestPki, kubeletWrite } from './helpers/pki.js';
 
@@ -151,7 +152,8 @@ test('rotation: a kubelet ..data swap of cert and key is picked up by the watch/
   const rotated = new Promise<string>((resolve) => identity.onChange((next) => resolve(next.thumbprint)));
   await kubeletWrite(dir.path, { 'tls.crt': bob.certPem, 'tls.key': bob.keyPem });
   assert.equal(await rotated, certificateThumbprint(bob.certificate));
-  await sleep(150);
+  await sleep(150); // three polls in which nothing may happen: a second rotation would be a torn read
+
   assert.equal(identity.current().id, 2, 'exactly one rotation');
   assert.deepEqual(errors, [], 'the swap is atomic: cert and key are never read mismatched');
 });
@@ -196,7 +198,7 @@ test('RFC 8705 3.1: a token bound to another certificate is discarded, re-exchan
   const padded = Buffer.from(certificateThumbprint(alice.certificate), 'base64url').toString('base64');
   assert.ok(padded.endsWith('=') && /[+/]/.test(padded) === /[-_]/.test(certificateThumbprint(alice.certificate)));
   sts.makeToken = (n) => jwtWithCnf(n, padded);
-  await sleep(150); // past the backoff
+  await sleep(150); // past the retry backoff (0.05-0.1 s), which nothing outside the cache shows
   const ok = await request(`${h.sidecar.proxyUrl}/x`, { headers: { host: 'api.test' } });
   assert.equal(ok.statusCode, 200);
   await ok.body.dump();
@@ -242,26 +244,19 @@ test('rotation in a running sidecar: a bad pair is logged and counted, the previ
     const text = await (await request(`${h.sidecar.adminUrl}/metrics`)).body.text();
     return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
   };
-  const waitFor = async (what: () => Promise<boolean> | boolean) => {
-    const deadline = Date.now() + 5000;
-    while (!(await what())) {
-      if (Date.now() > deadline) throw new Error('timed out');
-      await sleep(25);
-    }
-  };
   assert.equal(await get(), 200);
   assert.equal(sts.issued.length, 1);
 
   await writeFile(join(dir, 'tls.key'), bob.keyPem); // a key that does not match the certificate
-  await waitFor(async () => (await metric('sts_sidecar_identity_reload_errors_total')) === 1);
+  await eventually(async () => (await metric('sts_sidecar_identity_reload_errors_total')) === 1);
   const logged = parsedLogs(h.logs).find((l) => l['msg'] === 'rotated identity files are not usable; keeping the previous certificate');
   assert.equal(logged?.['key'], 'identity.key');
   assert.equal(await get(), 200, 'still serving with the previous identity');
   assert.equal(sts.issued.length, 1, 'no exchange for a broken identity');
 
   await writeFile(join(dir, 'tls.crt'), bob.certPem); // the pair is whole again: bob
-  await waitFor(async () => (await metric('sts_sidecar_identity_rotations_total')) === 1);
-  await waitFor(() => sts.issued.length === 2); // routes in use are exchanged again at once
+  await eventually(async () => (await metric('sts_sidecar_identity_rotations_total')) === 1);
+  await eventually(() => sts.issued.length === 2); // routes in use are exchanged again at once
   assert.equal(await get(), 200);
   assert.equal(upstream.requests.at(-1)!.headers.authorization, `Bearer ${sts.issued[1]}`, 'the token for the new identity is injected');
   assert.equal(await metric('sts_sidecar_identity_reload_errors_total'), 1);

@@ -15,7 +15,8 @@ import { startDevSts, createWorkloadIssuer, type DevSts, type DevStsOptions } fr
 import { verifyBoundToken } from 'sts-sidecar/verify';
 import type { KeyPairPem } from '../src/pki/certificates.js';
 import { certificateThumbprint } from '../src/tls/thumbprint.js';
-import { closeAfter, sleep, startHarness, type SidecarHarness } from './helpers/harness.js';
+import { eventually, sleep } from './helpers/eventually.js';
+import { closeAfter, startHarness, type SidecarHarness } from './helpers/harness.js';
 import { startHttpServer, tempDir, type LoopbackServer } from './helpers/loopback.js';
 import { createTestPki, kubeletWrite, type TestPki } from './helpers/pki.js';
 
@@ -233,11 +234,10 @@ test('rotation under load: alice gets a new certificate and key mid-traffic; zer
     }
   };
   const workers = Array.from({ length: 8 }, worker);
-  await sleep(300);
+  await eventually(() => (statuses.get(200) ?? 0) >= 8 || statuses.size > 1, { what: 'load before the rotation' });
   await kubeletWrite(s.identityDir, { 'tls.crt': renewed.certPem, 'tls.key': renewed.keyPem, 'ca.crt': s.pki.ca.certPem });
-  const deadline = Date.now() + 10_000;
-  while (s.upstream.seen.at(-1)?.peerThumbprint !== after && Date.now() < deadline) await sleep(20);
-  await sleep(500); // keep the load on after the switch
+  await eventually(() => s.upstream.seen.at(-1)?.peerThumbprint === after, { timeoutMs: 10_000 }).catch(() => {});
+  await sleep(500); // a fixed wait on purpose: keep the load on after the switch, and no request may fail meanwhile
   stop = true;
   await Promise.all(workers);
 

@@ -3,33 +3,24 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { createWorkloadIssuer } from '../src/devsts/index.js';
+import { eventually } from './helpers/eventually.js';
+import { issueToken, oauthError, startFakeSts } from './helpers/fake-sts.js';
 import { parsedLogs, startHarness, startUpstream, TOKEN_TYPE_JWT } from './helpers/harness.js';
 
 const ISSUED = 'issued-access-token-0123456789abcdef';
 
 /** An STS that issues for audience "good" and, for "bad", echoes the subject token back in its error. */
-async function startEchoingSts() {
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      const params = new URLSearchParams(body);
-      res.setHeader('content-type', 'application/json');
-      if (params.get('audience') === 'good') {
-        res.end(JSON.stringify({ access_token: ISSUED, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'Bearer', expires_in: 600 }));
-      } else {
-        res.statusCode = 400;
-        res.end(JSON.stringify({ error: 'invalid_target', error_description: `audience refused for subject ${params.get('subject_token')}` }));
-      }
-    });
+const startEchoingSts = () =>
+  startFakeSts({
+    lifetimeSeconds: 600,
+    makeToken: () => ISSUED,
+    answer: (res, request, sts) =>
+      request.form.get('audience') === 'good'
+        ? issueToken(res, request, sts)
+        : oauthError('invalid_target', `audience refused for subject ${request.form.get('subject_token')}`)(res, request, sts),
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`, close: () => server.close() };
-}
 
 describe('observability', () => {
   it('no subject token, issued token or Authorization value appears in logs at debug level, metrics or admin pages', async () => {
@@ -45,7 +36,7 @@ describe('observability', () => {
       {
         log: { level: 'trace' },
         subjectToken: { value: subject, type: TOKEN_TYPE_JWT },
-        sts: { url: sts.url },
+        sts: { url: sts.tokenUrl },
         routes: [
           { name: 'good', host: 'good.internal', upstream: upstream.url, audience: 'good' },
           { name: 'bad', host: 'bad.internal', upstream: upstream.url, audience: 'bad' },
@@ -69,7 +60,8 @@ describe('observability', () => {
 
       const metrics = await (await request(`${h.sidecar.adminUrl}/metrics`)).body.text();
       const ready = await (await request(`${h.sidecar.adminUrl}/readyz`)).body.text();
-      await new Promise((r) => setTimeout(r, 50)); // let pino flush
+      // pino may write the last lines after the answers went out.
+      await eventually(() => parsedLogs(h.logs).some((l) => l['msg'] === 'proxied') && parsedLogs(h.logs).some((l) => l['msg'] === 'token exchange failed'));
       const everything = [h.logs.join(''), metrics, ready, refused.text].join('\n');
 
       // The logs are really at debug level and really describe what happened...
@@ -84,7 +76,7 @@ describe('observability', () => {
     } finally {
       await h.close();
       await upstream.close();
-      sts.close();
+      await sts.close();
     }
   });
 
@@ -93,7 +85,7 @@ describe('observability', () => {
     const upstream = await startUpstream();
     const h = await startHarness({
       subjectToken: { value: 'ambient-credential', type: 'urn:ietf:params:oauth:token-type:access_token' },
-      sts: { url: sts.url },
+      sts: { url: sts.tokenUrl },
       routes: [
         { name: 'good', host: 'good.internal', upstream: upstream.url, audience: 'good' },
         { name: 'lazy', host: 'lazy.internal', upstream: upstream.url, audience: 'bad', lazy: true },
@@ -137,7 +129,7 @@ describe('observability', () => {
     } finally {
       await h.close();
       await upstream.close();
-      sts.close();
+      await sts.close();
     }
   });
 });

@@ -15,6 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { startDevSts, type DevSts } from '../src/devsts/index.js';
+import { eventually } from './helpers/eventually.js';
 import { startFakeSts } from './helpers/fake-sts.js';
 import { closeAfter, startHarness, startUpstream, TOKEN_TYPE_ACCESS, type SidecarHarness, type TestUpstream } from './helpers/harness.js';
 
@@ -304,12 +305,12 @@ describe('reverse proxy behaviour', () => {
     const received: Buffer[] = [];
     socket.on('data', (d: Buffer) => received.push(d));
     socket.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\nAuthorization: Bearer app\r\n\r\n');
-    const deadline = Date.now() + 3000;
-    while (!Buffer.concat(received).toString().includes('\r\n\r\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const arrived = (text: string) => eventually(() => Buffer.concat(received).toString().includes(text), { timeoutMs: 3000 }).catch(() => {});
+    await arrived('\r\n\r\n');
     assert.match(Buffer.concat(received).toString(), /^HTTP\/1\.1 101/);
     received.length = 0;
     socket.write('ping');
-    while (!Buffer.concat(received).toString().includes('echo:ping') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await arrived('echo:ping');
     assert.equal(Buffer.concat(received).toString(), 'echo:ping');
     assert.equal(seenAuth, 'Bearer iamthewalrus');
 
@@ -412,8 +413,11 @@ describe('shutdown', () => {
       }),
     );
     const h = own(await startHarness(seedConfig(sts.tokenUrl, upstream.url)));
-    const inFlight = request(`${h.sidecar.routeUrls['walrus']}/slow`);
-    await new Promise((r) => setTimeout(r, 100));
+    // Its own pool, closed once the answer is read: a keep-alive connection left idle in the global pool
+    // would hold close() for the whole drain time (src/proxy/listen.ts closes idle sockets only at the start).
+    const client = new Agent();
+    const inFlight = request(`${h.sidecar.routeUrls['walrus']}/slow`, { dispatcher: client });
+    await eventually(() => upstream.requests.length === 1, { what: 'the request to reach the upstream' });
     const closing = h.sidecar.close(5000);
     const ready = await request(`${h.sidecar.adminUrl}/readyz`).then(
       async (r) => ((await r.body.json()) as { shuttingDown: boolean }).shuttingDown,
@@ -423,6 +427,7 @@ describe('shutdown', () => {
     const res = await inFlight;
     assert.equal(res.statusCode, 200);
     assert.equal(await res.body.text(), 'slow but complete');
+    await client.close();
     await closing;
     await assert.rejects(request(`${h.sidecar.routeUrls['walrus']}/`), /ECONNREFUSED/);
   });

@@ -6,8 +6,10 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeAfter, parsedLogs, sleep, startHarness, startUpstream, TOKEN_TYPE_ACCESS, type SidecarHarness } from './helpers/harness.js';
-import { readBody, send, startHttpServer, type LoopbackServer, type Reply } from './helpers/loopback.js';
+import { closeAfter, parsedLogs, startHarness, startUpstream, TOKEN_TYPE_ACCESS, type SidecarHarness } from './helpers/harness.js';
+import { postForm, send } from './helpers/loopback.js';
+import { eventually } from './helpers/eventually.js';
+import { issueToken, oauthError, startFakeSts } from './helpers/fake-sts.js';
 import { createRedactor } from '../src/log/redact.js';
 import type { SecretSource } from '../src/credentials/secret-source.js';
 
@@ -38,10 +40,6 @@ function assertNoSecret(where: string, text: string, secrets: Record<string, str
   for (const [name, secret] of Object.entries(secrets)) assert.ok(!exposes(text, secret), `${where} shows the ${name}: ${text}`);
 }
 
-async function postForm(url: string, params: Record<string, string>): Promise<Reply> {
-  return send(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params).toString() });
-}
-
 describe('issue 10 item 15: an STS that echoes encoded secrets', () => {
   test('Basic credentials, a percent-encoded subject token and base64 forms are scrubbed from logs, 503 bodies and error_description', async (t) => {
     const own = closeAfter(t);
@@ -50,27 +48,27 @@ describe('issue 10 item 15: an STS that echoes encoded secrets', () => {
     const clientId = 'sidecar client';
     const clientSecret = 'p@ss:w rd/+s3cret';
     // The STS refuses every exchange and echoes what it received, in every shape seen in the wild.
-    const sts = own(await startHttpServer(async (req, res) => {
-      const raw = (await readBody(req)).toString();
-      const sentSubject = /(?:^|&)subject_token=([^&]*)/.exec(raw)?.[1] ?? '';
-      const got = new URLSearchParams(raw).get('subject_token') ?? '';
-      const echo = [
-        `seen ${req.headers.authorization}`,
-        `form=${sentSubject}`,
-        `uri=${encodeURIComponent(got)}`,
-        `lower=${encodeURIComponent(got).toLowerCase()}`,
-        `b64=${b64(got)}`,
-        `b64url=${b64url(got)}`,
-        `json=${b64(JSON.stringify({ subject_token: got }))}`,
-      ].join(' ');
-      res.writeHead(401, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: 'invalid_client', error_description: echo }));
+    const sts = own(await startFakeSts({
+      answer: (res, request, self) => {
+        const sentSubject = /(?:^|&)subject_token=([^&]*)/.exec(request.body)?.[1] ?? '';
+        const got = request.form.get('subject_token') ?? '';
+        const echo = [
+          `seen ${request.headers.authorization}`,
+          `form=${sentSubject}`,
+          `uri=${encodeURIComponent(got)}`,
+          `lower=${encodeURIComponent(got).toLowerCase()}`,
+          `b64=${b64(got)}`,
+          `b64url=${b64url(got)}`,
+          `json=${b64(JSON.stringify({ subject_token: got }))}`,
+        ].join(' ');
+        oauthError('invalid_client', echo, 401)(res, request, self);
+      },
     }));
     const upstream = own(await startUpstream());
     const h = own(await startHarness({
       log: { level: 'trace' },
       subjectToken: { value: subject, type: TOKEN_TYPE_ACCESS },
-      sts: { url: `${sts.url}/token`, clientAuth: { method: 'client_secret_basic', clientId, clientSecret: { value: clientSecret } } },
+      sts: { url: sts.tokenUrl, clientAuth: { method: 'client_secret_basic', clientId, clientSecret: { value: clientSecret } } },
       routes: [
         { name: 'proxied', listen: '127.0.0.1:0', upstream: upstream.url },
         { name: 'tokenonly', audience: ['token-only'] },
@@ -104,18 +102,12 @@ describe('issue 10 item 15: an STS that echoes encoded secrets', () => {
 });
 
 /** An STS for one sidecar: tokens for audience "good", an echo of `echo()` refusing audience "echo". */
-async function startEchoingSts(prefix: string, echo: () => string): Promise<LoopbackServer> {
-  let n = 0;
-  return startHttpServer(async (req, res) => {
-    const form = new URLSearchParams((await readBody(req)).toString());
-    res.setHeader('content-type', 'application/json');
-    if (form.get('audience') === 'echo') {
-      res.statusCode = 400;
-      return void res.end(JSON.stringify({ error: 'invalid_request', error_description: echo() }));
-    }
-    res.end(JSON.stringify({ access_token: `${prefix}-issued-${++n}-xxxxxxxx`, issued_token_type: TOKEN_TYPE_ACCESS, token_type: 'Bearer', expires_in: 3600 }));
+const startEchoingSts = (prefix: string, echo: () => string) =>
+  startFakeSts({
+    makeToken: (n) => `${prefix}-issued-${n}-xxxxxxxx`,
+    answer: (res, request, sts) =>
+      request.form.get('audience') === 'echo' ? oauthError('invalid_request', echo())(res, request, sts) : issueToken(res, request, sts),
   });
-}
 
 describe('issue 10 item 23: each sidecar owns its redactor', () => {
   test('two sidecars in one process scrub their own secrets, not each other’s, before and after one closes', async (t) => {
@@ -126,7 +118,7 @@ describe('issue 10 item 23: each sidecar owns its redactor', () => {
       const sts = own(await startEchoingSts(name, () => echo));
       return own(await startHarness({
         subjectToken: { value: `${name}-subject-token-value`, type: TOKEN_TYPE_ACCESS },
-        sts: { url: `${sts.url}/token` },
+        sts: { url: sts.tokenUrl },
         cache: { retryInitialDelaySeconds: 0.01, retryMaxDelaySeconds: 0.02 },
         routes: [
           { name: 'good', audience: ['good'], listen: '127.0.0.1:0', upstream: upstream.url },
@@ -146,12 +138,14 @@ describe('issue 10 item 23: each sidecar owns its redactor', () => {
     /** The echo route's 503 body once the STS's reply carrying this phase's echo has been seen. */
     const echoed = async (h: SidecarHarness, phase: string): Promise<string> => {
       echo = `${phase} alpha=${a.subject},${a.token} beta=${b.subject},${b.token}`;
-      for (const deadline = Date.now() + 5000; ; await sleep(20)) {
-        const r = await send(`${h.sidecar.routeUrls['echo']}/`);
-        assert.equal(r.status, 503, r.text);
-        if (r.text.includes(phase)) return r.text;
-        assert.ok(Date.now() < deadline, `the STS echo for ${phase} never reached the body`);
-      }
+      return eventually(
+        async () => {
+          const r = await send(`${h.sidecar.routeUrls['echo']}/`);
+          assert.equal(r.status, 503, r.text);
+          return r.text.includes(phase) && r.text;
+        },
+        { what: `the STS echo for ${phase} to reach the body` },
+      );
     };
 
     const alphaSees = await echoed(alpha, 'phase-1a');

@@ -8,7 +8,6 @@ import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { StsOAuthError, type ErrorCode } from '../src/errors.js';
 import {
   clientSecretBasic,
@@ -19,7 +18,8 @@ import {
   type StsClient,
   type StsClientOptions,
 } from '../src/sts/index.js';
-import { readBody, secret, startHttpServer, tempDir, type StartServerOptions } from './helpers/loopback.js';
+import { json, startFakeSts, type FakeSts, type FakeStsOptions, type StsAnswer, type StsRequest } from './helpers/fake-sts.js';
+import { secret, startHttpServer, tempDir } from './helpers/loopback.js';
 
 const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -27,32 +27,11 @@ const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
 const PARAMS: ExchangeParams = { subjectToken: 'the-subject-token', subjectTokenType: JWT_TYPE };
 
-interface Received {
-  readonly method: string | undefined;
-  readonly path: string | undefined;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: string;
-}
-
-type Reply = (res: ServerResponse, req: IncomingMessage, nth: number) => void | Promise<void>;
-
-interface FakeSts {
-  readonly url: string;
-  readonly received: Received[];
-}
-
-/** A fake STS at `<origin>/token` that records each request and answers with `reply`. Closed after the test. */
-async function startFakeSts(t: TestContext, reply: Reply, server: StartServerOptions = {}): Promise<FakeSts> {
-  const received: Received[] = [];
-  const loopback = await startHttpServer((req, res) => {
-    void (async () => {
-      const body = (await readBody(req)).toString('utf8');
-      received.push({ method: req.method, path: req.url, headers: req.headers, body });
-      await reply(res, req, received.length);
-    })();
-  }, server);
-  t.after(() => loopback.close());
-  return { url: `${loopback.url}/token`, received };
+/** A fake STS at `<origin>/token` that records each request and answers with `answer`. Closed after the test. */
+async function stsAnswering(t: TestContext, answer: StsAnswer, server: Pick<FakeStsOptions, 'tls'> = {}): Promise<FakeSts> {
+  const sts = await startFakeSts({ answer, ...server });
+  t.after(() => sts.close());
+  return sts;
 }
 
 function clientFor(t: TestContext, url: string, options: Partial<Omit<StsClientOptions, 'url'>> = {}): StsClient {
@@ -70,14 +49,7 @@ function clientFor(t: TestContext, url: string, options: Partial<Omit<StsClientO
   return client;
 }
 
-function json(status: number, body: unknown, headers: Record<string, string> = {}): Reply {
-  return (res) => {
-    res.writeHead(status, { 'content-type': 'application/json', ...headers });
-    res.end(typeof body === 'string' ? body : JSON.stringify(body));
-  };
-}
-
-function success(overrides: Record<string, unknown> = {}): Reply {
+function success(overrides: Record<string, unknown> = {}): StsAnswer {
   return json(200, {
     access_token: 'issued-access-token',
     issued_token_type: ACCESS_TOKEN_TYPE,
@@ -108,15 +80,15 @@ async function expectFailure(client: StsClient, code: ErrorCode, params: Exchang
   return err;
 }
 
-function onlyRequest(sts: FakeSts): Received {
+function onlyRequest(sts: FakeSts): StsRequest {
   assert.equal(sts.received.length, 1, 'the STS should have received exactly one request');
   return sts.received[0]!;
 }
 
 describe('RFC 8693 section 2.1: the token exchange request', () => {
   test('form encoding carries every parameter, repeated audience and resource as repeated keys', async (t) => {
-    const sts = await startFakeSts(t, success());
-    const client = clientFor(t, sts.url);
+    const sts = await stsAnswering(t, success());
+    const client = clientFor(t, sts.tokenUrl);
     await client.exchange({
       subjectToken: 'subj.tok.en',
       subjectTokenType: JWT_TYPE,
@@ -161,8 +133,8 @@ describe('RFC 8693 section 2.1: the token exchange request', () => {
   });
 
   test('form encoding sends Google options as a JSON string', async (t) => {
-    const sts = await startFakeSts(t, success());
-    const client = clientFor(t, sts.url);
+    const sts = await stsAnswering(t, success());
+    const client = clientFor(t, sts.tokenUrl);
     const options = { userProject: '1234', nested: { a: [1, 2] } };
     await client.exchange({ ...PARAMS, options });
     const form = new URLSearchParams(onlyRequest(sts).body);
@@ -172,8 +144,8 @@ describe('RFC 8693 section 2.1: the token exchange request', () => {
   });
 
   test('JSON encoding with camelCase names (Google v1/token): one audience stays a string', async (t) => {
-    const sts = await startFakeSts(t, success());
-    const client = clientFor(t, sts.url, { encoding: 'json', jsonFieldNames: 'camelCase' });
+    const sts = await stsAnswering(t, success());
+    const client = clientFor(t, sts.tokenUrl, { encoding: 'json', jsonFieldNames: 'camelCase' });
     await client.exchange({
       ...PARAMS,
       requestedTokenType: ACCESS_TOKEN_TYPE,
@@ -193,8 +165,8 @@ describe('RFC 8693 section 2.1: the token exchange request', () => {
   });
 
   test('JSON encoding defaults to camelCase names', async (t) => {
-    const sts = await startFakeSts(t, success());
-    const client = clientFor(t, sts.url, { encoding: 'json' });
+    const sts = await stsAnswering(t, success());
+    const client = clientFor(t, sts.tokenUrl, { encoding: 'json' });
     await client.exchange(PARAMS);
     assert.deepEqual(JSON.parse(onlyRequest(sts).body), {
       grantType: GRANT_TYPE,
@@ -204,8 +176,8 @@ describe('RFC 8693 section 2.1: the token exchange request', () => {
   });
 
   test('JSON encoding with snake_case names: two audiences become an array', async (t) => {
-    const sts = await startFakeSts(t, success());
-    const client = clientFor(t, sts.url, { encoding: 'json', jsonFieldNames: 'snake_case' });
+    const sts = await stsAnswering(t, success());
+    const client = clientFor(t, sts.tokenUrl, { encoding: 'json', jsonFieldNames: 'snake_case' });
     await client.exchange({ ...PARAMS, audience: ['aud-1', 'aud-2'], scope: 'a b' });
     const req = onlyRequest(sts);
     assert.equal(req.headers['content-type'], 'application/json');
@@ -224,8 +196,8 @@ describe('RFC 6749 section 2.3.1: client authentication', () => {
   const clientSecret = 'p@ss:w/rd+é';
 
   test('client_secret_basic form-urlencodes id and secret before base64', async (t) => {
-    const sts = await startFakeSts(t, success());
-    const client = clientFor(t, sts.url, { clientAuth: clientSecretBasic(clientId, secret(clientSecret)) });
+    const sts = await stsAnswering(t, success());
+    const client = clientFor(t, sts.tokenUrl, { clientAuth: clientSecretBasic(clientId, secret(clientSecret)) });
     await client.exchange(PARAMS);
     const req = onlyRequest(sts);
     const header = req.headers['authorization'];
@@ -243,8 +215,8 @@ describe('RFC 6749 section 2.3.1: client authentication', () => {
   });
 
   test('client_secret_post puts client_id and client_secret in the body', async (t) => {
-    const sts = await startFakeSts(t, success());
-    const client = clientFor(t, sts.url, { clientAuth: clientSecretPost(clientId, secret(clientSecret)) });
+    const sts = await stsAnswering(t, success());
+    const client = clientFor(t, sts.tokenUrl, { clientAuth: clientSecretPost(clientId, secret(clientSecret)) });
     await client.exchange(PARAMS);
     const req = onlyRequest(sts);
     assert.equal(req.headers['authorization'], undefined);
@@ -254,10 +226,10 @@ describe('RFC 6749 section 2.3.1: client authentication', () => {
   });
 
   test('client_secret_basic reads the secret at each exchange (rotation)', async (t) => {
-    const sts = await startFakeSts(t, success());
+    const sts = await stsAnswering(t, success());
     let current = 'first-secret';
     const rotating = { ...secret('unused'), current: () => current };
-    const client = clientFor(t, sts.url, { clientAuth: clientSecretBasic('id', rotating) });
+    const client = clientFor(t, sts.tokenUrl, { clientAuth: clientSecretBasic('id', rotating) });
     await client.exchange(PARAMS);
     current = 'second-secret';
     await client.exchange(PARAMS);
@@ -266,8 +238,8 @@ describe('RFC 6749 section 2.3.1: client authentication', () => {
   });
 
   test('none with a client id sends client_id and nothing else (RFC 6749 section 3.2.1)', async (t) => {
-    const sts = await startFakeSts(t, success());
-    const client = clientFor(t, sts.url, { clientAuth: noClientAuth('public-client') });
+    const sts = await stsAnswering(t, success());
+    const client = clientFor(t, sts.tokenUrl, { clientAuth: noClientAuth('public-client') });
     await client.exchange(PARAMS);
     const req = onlyRequest(sts);
     assert.equal(req.headers['authorization'], undefined);
@@ -277,8 +249,8 @@ describe('RFC 6749 section 2.3.1: client authentication', () => {
   });
 
   test('none without a client id sends no client_id', async (t) => {
-    const sts = await startFakeSts(t, success());
-    const client = clientFor(t, sts.url, { clientAuth: noClientAuth() });
+    const sts = await stsAnswering(t, success());
+    const client = clientFor(t, sts.tokenUrl, { clientAuth: noClientAuth() });
     await client.exchange(PARAMS);
     const req = onlyRequest(sts);
     assert.equal(req.headers['authorization'], undefined);
@@ -288,8 +260,8 @@ describe('RFC 6749 section 2.3.1: client authentication', () => {
 
 describe('RFC 8693 section 2.2.1: successful response', () => {
   test('returns the token, its types and expiresAt = request time + expires_in', async (t) => {
-    const sts = await startFakeSts(t, success({ expires_in: 3600, scope: 'read' }));
-    const client = clientFor(t, sts.url);
+    const sts = await stsAnswering(t, success({ expires_in: 3600, scope: 'read' }));
+    const client = clientFor(t, sts.tokenUrl);
     const before = Date.now();
     const token = await client.exchange(PARAMS);
     const afterExchange = Date.now();
@@ -303,43 +275,43 @@ describe('RFC 8693 section 2.2.1: successful response', () => {
   });
 
   test('token_type N_A is accepted (a JWT usable as a bearer token)', async (t) => {
-    const sts = await startFakeSts(t, success({ token_type: 'N_A' }));
-    const token = await clientFor(t, sts.url).exchange(PARAMS);
+    const sts = await stsAnswering(t, success({ token_type: 'N_A' }));
+    const token = await clientFor(t, sts.tokenUrl).exchange(PARAMS);
     assert.equal(token.tokenType, 'N_A');
   });
 
   test('without expires_in, expiresAt comes from the JWT exp claim', async (t) => {
     const exp = Math.floor(Date.now() / 1000) + 900;
     const jwt = unsignedJwt({ sub: 'workload', exp });
-    const sts = await startFakeSts(t, success({ access_token: jwt, expires_in: undefined, issued_token_type: JWT_TYPE }));
-    const token = await clientFor(t, sts.url).exchange(PARAMS);
+    const sts = await stsAnswering(t, success({ access_token: jwt, expires_in: undefined, issued_token_type: JWT_TYPE }));
+    const token = await clientFor(t, sts.tokenUrl).exchange(PARAMS);
     assert.equal(token.accessToken, jwt);
     assert.equal(token.expiresAt, exp * 1000);
   });
 
   test('with both, the earlier of expires_in and the JWT exp wins (JWT exp earlier)', async (t) => {
     const exp = Math.floor(Date.now() / 1000) + 600;
-    const sts = await startFakeSts(t, success({ access_token: unsignedJwt({ exp }), expires_in: 3600 }));
-    const token = await clientFor(t, sts.url).exchange(PARAMS);
+    const sts = await stsAnswering(t, success({ access_token: unsignedJwt({ exp }), expires_in: 3600 }));
+    const token = await clientFor(t, sts.tokenUrl).exchange(PARAMS);
     assert.equal(token.expiresAt, exp * 1000);
   });
 
   test('with both, the earlier of expires_in and the JWT exp wins (expires_in earlier)', async (t) => {
     const exp = Math.floor(Date.now() / 1000) + 3600;
-    const sts = await startFakeSts(t, success({ access_token: unsignedJwt({ exp }), expires_in: 60 }));
-    const token = await clientFor(t, sts.url).exchange(PARAMS);
+    const sts = await stsAnswering(t, success({ access_token: unsignedJwt({ exp }), expires_in: 60 }));
+    const token = await clientFor(t, sts.tokenUrl).exchange(PARAMS);
     assert.equal(token.expiresAt - token.issuedAt, 60_000);
   });
 
   test('expires_in as a numeric string is accepted', async (t) => {
-    const sts = await startFakeSts(t, success({ expires_in: '120' }));
-    const token = await clientFor(t, sts.url).exchange(PARAMS);
+    const sts = await stsAnswering(t, success({ expires_in: '120' }));
+    const token = await clientFor(t, sts.tokenUrl).exchange(PARAMS);
     assert.equal(token.expiresAt - token.issuedAt, 120_000);
   });
 });
 
 describe('RFC 8693 section 2.2.1: non-conformant responses are rejected', () => {
-  const invalid: Array<[string, Reply]> = [
+  const invalid: Array<[string, StsAnswer]> = [
     ['a body that is not JSON', (res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('access_token=nope');
@@ -370,8 +342,8 @@ describe('RFC 8693 section 2.2.1: non-conformant responses are rejected', () => 
 
   for (const [what, reply] of invalid) {
     test(`${what} -> ERR_STS_RESPONSE_INVALID`, async (t) => {
-      const sts = await startFakeSts(t, reply);
-      const err = await expectFailure(clientFor(t, sts.url), 'ERR_STS_RESPONSE_INVALID');
+      const sts = await stsAnswering(t, reply);
+      const err = await expectFailure(clientFor(t, sts.tokenUrl), 'ERR_STS_RESPONSE_INVALID');
       assert.ok(!err.message.includes('good\r\n') && !err.message.includes('issued-access-token'), 'no issued token in the message');
       assert.equal(sts.received.length, 1);
     });
@@ -381,7 +353,7 @@ describe('RFC 8693 section 2.2.1: non-conformant responses are rejected', () => 
 // The brief for these tests said ERR_STS_RESPONSE_INVALID; src/sts/exchange-response.ts now maps every 5xx
 // to ERR_STS_SERVER_ERROR on purpose (retryable, whatever the body says), and the token provider relies on it.
 describe('RFC 6749 section 5.2 does not cover 5xx: the STS is in trouble', () => {
-  const serverErrors: Array<[string, Reply]> = [
+  const serverErrors: Array<[string, StsAnswer]> = [
     ['HTTP 500 with HTML', (res) => {
       res.writeHead(500, { 'content-type': 'text/html' });
       res.end('<html><body>Internal Server Error</body></html>');
@@ -391,8 +363,8 @@ describe('RFC 6749 section 5.2 does not cover 5xx: the STS is in trouble', () =>
   ];
   for (const [what, reply] of serverErrors) {
     test(`${what} -> ERR_STS_SERVER_ERROR, not an OAuth error`, async (t) => {
-      const sts = await startFakeSts(t, reply);
-      const err = await expectFailure(clientFor(t, sts.url), 'ERR_STS_SERVER_ERROR');
+      const sts = await stsAnswering(t, reply);
+      const err = await expectFailure(clientFor(t, sts.tokenUrl), 'ERR_STS_SERVER_ERROR');
       assert.ok(!(err instanceof StsOAuthError));
     });
   }
@@ -408,7 +380,7 @@ describe('response size limit', () => {
    * 1 KiB (under the limit) is sent: the client must refuse on the declared size alone. Chunked, 1 MiB
    * is sent: the client must stop counting at the limit.
    */
-  function hugeReply(withContentLength: boolean, closed: { resolve: () => void }): Reply {
+  function hugeReply(withContentLength: boolean, closed: { resolve: () => void }): StsAnswer {
     return (res) => {
       const headers: Record<string, string | number> = { 'content-type': 'application/json' };
       if (withContentLength) headers['content-length'] = HUGE;
@@ -422,8 +394,8 @@ describe('response size limit', () => {
     test(`an 8 MiB reply ${withContentLength ? 'with content-length' : 'chunked'} -> ERR_STS_RESPONSE_TOO_LARGE, promptly`, async (t) => {
       let resolveClosed!: () => void;
       const connectionClosed = new Promise<void>((resolve) => (resolveClosed = resolve));
-      const sts = await startFakeSts(t, hugeReply(withContentLength, { resolve: resolveClosed }));
-      const client = clientFor(t, sts.url, { maxResponseBytes: LIMIT, timeoutMs: 5000 });
+      const sts = await stsAnswering(t, hugeReply(withContentLength, { resolve: resolveClosed }));
+      const client = clientFor(t, sts.tokenUrl, { maxResponseBytes: LIMIT, timeoutMs: 5000 });
       const started = Date.now();
       await expectFailure(client, 'ERR_STS_RESPONSE_TOO_LARGE');
       const elapsed = Date.now() - started;
@@ -438,18 +410,18 @@ describe('response size limit', () => {
     const body = JSON.stringify({ access_token: 'issued-access-token', issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: 60 });
     const padded = body.slice(0, -1) + ',"pad":"' + 'p'.repeat(2048 - body.length - 9) + '"}';
     assert.equal(Buffer.byteLength(padded), 2048);
-    const sts = await startFakeSts(t, json(200, padded));
-    const token = await clientFor(t, sts.url, { maxResponseBytes: 2048 }).exchange(PARAMS);
+    const sts = await stsAnswering(t, json(200, padded));
+    const token = await clientFor(t, sts.tokenUrl, { maxResponseBytes: 2048 }).exchange(PARAMS);
     assert.equal(token.accessToken, 'issued-access-token');
   });
 });
 
 describe('transport failures', () => {
   test('an STS that accepts the connection and never answers -> ERR_STS_TIMEOUT within about timeoutMs', async (t) => {
-    const sts = await startFakeSts(t, () => {
+    const sts = await stsAnswering(t, () => {
       /* never answer */
     });
-    const client = clientFor(t, sts.url, { timeoutMs: 300 });
+    const client = clientFor(t, sts.tokenUrl, { timeoutMs: 300 });
     const started = Date.now();
     await expectFailure(client, 'ERR_STS_TIMEOUT');
     const elapsed = Date.now() - started;
@@ -458,11 +430,11 @@ describe('transport failures', () => {
   });
 
   test('an STS that sends headers then stalls the body -> ERR_STS_TIMEOUT', async (t) => {
-    const sts = await startFakeSts(t, (res) => {
+    const sts = await stsAnswering(t, (res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.write('{"access_token":"partial');
     });
-    const client = clientFor(t, sts.url, { timeoutMs: 300 });
+    const client = clientFor(t, sts.tokenUrl, { timeoutMs: 300 });
     const started = Date.now();
     await expectFailure(client, 'ERR_STS_TIMEOUT');
     assert.ok(Date.now() - started < 2000);
@@ -476,17 +448,17 @@ describe('transport failures', () => {
   });
 
   test('the same client completes a good exchange after failed ones', async (t) => {
-    const sts = await startFakeSts(t, (res, req, nth) => {
-      if (nth === 1) return json(200, '<html>not json</html>')(res, req, nth);
-      if (nth === 2) return json(400, { error: 'invalid_grant' })(res, req, nth);
-      if (nth === 3) {
+    const sts = await stsAnswering(t, (res, req, self) => {
+      if (req.nth === 1) return json(200, '<html>not json</html>')(res, req, self);
+      if (req.nth === 2) return json(400, { error: 'invalid_grant' })(res, req, self);
+      if (req.nth === 3) {
         res.writeHead(200);
         res.write('{"stall":');
         return; // stalled: the client times out and must drop this connection
       }
-      return success({ access_token: 'after-recovery' })(res, req, nth);
+      return success({ access_token: 'after-recovery' })(res, req, self);
     });
-    const client = clientFor(t, sts.url, { timeoutMs: 300 });
+    const client = clientFor(t, sts.tokenUrl, { timeoutMs: 300 });
     await expectFailure(client, 'ERR_STS_RESPONSE_INVALID');
     await expectFailure(client, 'ERR_STS_OAUTH_ERROR');
     await expectFailure(client, 'ERR_STS_TIMEOUT');
@@ -498,8 +470,8 @@ describe('transport failures', () => {
 
 describe('RFC 6749 section 5.2: error response', () => {
   test('400 invalid_grant -> StsOAuthError keeping error, description and status', async (t) => {
-    const sts = await startFakeSts(t, json(400, { error: 'invalid_grant', error_description: 'subject token expired' }));
-    const err = await expectFailure(clientFor(t, sts.url), 'ERR_STS_OAUTH_ERROR');
+    const sts = await stsAnswering(t, json(400, { error: 'invalid_grant', error_description: 'subject token expired' }));
+    const err = await expectFailure(clientFor(t, sts.tokenUrl), 'ERR_STS_OAUTH_ERROR');
     assert.ok(err instanceof StsOAuthError);
     assert.equal(err.error, 'invalid_grant');
     assert.equal(err.errorDescription, 'subject token expired');
@@ -507,8 +479,8 @@ describe('RFC 6749 section 5.2: error response', () => {
   });
 
   test('401 invalid_client -> StsOAuthError with status 401 and no description', async (t) => {
-    const sts = await startFakeSts(t, json(401, { error: 'invalid_client' }, { 'www-authenticate': 'Basic realm="sts"' }));
-    const err = await expectFailure(clientFor(t, sts.url), 'ERR_STS_OAUTH_ERROR');
+    const sts = await stsAnswering(t, json(401, { error: 'invalid_client' }, { 'www-authenticate': 'Basic realm="sts"' }));
+    const err = await expectFailure(clientFor(t, sts.tokenUrl), 'ERR_STS_OAUTH_ERROR');
     assert.ok(err instanceof StsOAuthError);
     assert.equal(err.error, 'invalid_client');
     assert.equal(err.errorDescription, undefined);
@@ -517,8 +489,8 @@ describe('RFC 6749 section 5.2: error response', () => {
 
   test('an error_description echoing a JWT has it replaced by [Redacted]', async (t) => {
     const echoed = unsignedJwt({ sub: 'system:serviceaccount:ns:sa', exp: 1 });
-    const sts = await startFakeSts(t, json(400, { error: 'invalid_request', error_description: `bad subject_token ${echoed} (expired)` }));
-    const err = await expectFailure(clientFor(t, sts.url), 'ERR_STS_OAUTH_ERROR', { ...PARAMS, subjectToken: echoed });
+    const sts = await stsAnswering(t, json(400, { error: 'invalid_request', error_description: `bad subject_token ${echoed} (expired)` }));
+    const err = await expectFailure(clientFor(t, sts.tokenUrl), 'ERR_STS_OAUTH_ERROR', { ...PARAMS, subjectToken: echoed });
     assert.ok(err instanceof StsOAuthError);
     assert.equal(err.errorDescription, 'bad subject_token [Redacted] (expired)');
     assert.ok(!err.message.includes(echoed), 'the JWT must not appear in err.message');
@@ -549,16 +521,16 @@ describe('TLS to the STS', () => {
   });
 
   test('an https STS with a self-signed certificate works when ca is that certificate', async (t) => {
-    const sts = await startFakeSts(t, success(), { tls: { key, cert } });
+    const sts = await stsAnswering(t, success(), { tls: { key, cert } });
     assert.ok(sts.url.startsWith('https://127.0.0.1:'));
-    const token = await clientFor(t, sts.url, { tls: { ca: cert } }).exchange(PARAMS);
+    const token = await clientFor(t, sts.tokenUrl, { tls: { ca: cert } }).exchange(PARAMS);
     assert.equal(token.accessToken, 'issued-access-token');
     assert.equal(sts.received.length, 1);
   });
 
   test('without ca the self-signed STS is not trusted -> ERR_STS_UNREACHABLE, nothing sent', async (t) => {
-    const sts = await startFakeSts(t, success(), { tls: { key, cert } });
-    await expectFailure(clientFor(t, sts.url), 'ERR_STS_UNREACHABLE');
+    const sts = await stsAnswering(t, success(), { tls: { key, cert } });
+    await expectFailure(clientFor(t, sts.tokenUrl), 'ERR_STS_UNREACHABLE');
     assert.equal(sts.received.length, 0, 'the subject token must not be sent over an untrusted connection');
   });
 });

@@ -4,14 +4,12 @@
  * certificates come from a CA made in the test.
  */
 import { execFile } from 'node:child_process';
-import type { ServerResponse } from 'node:http';
 import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createCertificateAuthority, type CertificateAuthority } from '../../src/pki/certificates.js';
-import type { RecordedRequest } from './harness.js';
-import { readBody, startHttpServer, type LoopbackServer } from './loopback.js';
+import { echoAuthorization, startUpstream, type TestUpstream, type UpstreamAnswer } from './upstream.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -38,28 +36,11 @@ export async function runClient(file: string, args: readonly string[], env: Reco
   }
 }
 
-export interface RecordingServer extends LoopbackServer {
-  readonly requests: RecordedRequest[];
-}
+export type RecordingServer = TestUpstream;
 
 /** An http or https upstream that records each request; the default answer echoes what arrived. */
-export async function startRecordingServer(
-  options: { tls?: { cert: string; key: string }; respond?: (req: RecordedRequest, res: ServerResponse) => void } = {},
-): Promise<RecordingServer> {
-  const requests: RecordedRequest[] = [];
-  const server = await startHttpServer(
-    (req, res) => {
-      void readBody(req).then((body) => {
-        const recorded: RecordedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body };
-        requests.push(recorded);
-        if (options.respond) return options.respond(recorded, res);
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ url: recorded.url, authorization: req.headers.authorization ?? null, tls: 'encrypted' in req.socket }));
-      });
-    },
-    options.tls ? { tls: options.tls } : {},
-  );
-  return Object.assign(server, { requests });
+export function startRecordingServer(options: { tls?: { cert: string; key: string }; respond?: UpstreamAnswer } = {}): Promise<RecordingServer> {
+  return startUpstream({ respond: options.respond ?? echoAuthorization, ...(options.tls ? { tls: options.tls } : {}) });
 }
 
 export interface UpstreamPki {

@@ -90,3 +90,8 @@ export async function send(url: string, init: RequestInit = {}): Promise<Reply> 
   }
   return { status: res.status, headers: res.headers, body, text };
 }
+
+/** POSTs `params` as application/x-www-form-urlencoded (pairs keep repeated keys and their order). */
+export function postForm(url: string, params: [string, string][] | Record<string, string>, headers: Record<string, string> = {}): Promise<Reply> {
+  return send(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(params).toString() });
+}

@@ -42,15 +42,8 @@ export async function closedWithin(peer: Peer, ms: number): Promise<boolean> {
   return result;
 }
 
-/** Polls `condition` until it holds or `ms` passed; returns whether it held. */
-export async function eventually(condition: () => boolean | Promise<boolean>, ms = 5000, everyMs = 20): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+/** The port of a listener's URL. */
+export const portOf = (url: string): number => Number(new URL(url).port);
 
 /** The value of one sample in Prometheus text (0 when absent). */
 export function sample(text: string, name: string, labels: Record<string, string>): number {
