@@ -3,6 +3,7 @@
  * part; each part only knows the interfaces it is handed.
  */
 import { readFile } from 'node:fs/promises';
+import type { RequestListener } from 'node:http';
 import type { DestinationStream } from 'pino';
 import { createAdminHandler } from './admin/server.js';
 import { createMetrics } from './admin/metrics.js';
@@ -18,23 +19,11 @@ import { ConfigError } from './errors.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { createRedactor, type Redactor } from './log/redact.js';
 import { LogThrottle } from './log/throttle.js';
-import { openInterceptionCa } from './proxy/forward/ca.js';
 import { createDialPolicy } from './proxy/forward/dial-policy.js';
-import { createForwardProxy } from './proxy/forward/forward-proxy.js';
-import { LeafCertificateCache } from './proxy/forward/leaf-cache.js';
-import type { ForwardRoute } from './proxy/forward/types.js';
+import { startProxyFromConfig } from './proxy/from-config.js';
+import type { UpgradeListener } from './proxy/inbound.js';
 import { listenerLimits, type ListenerKind } from './proxy/limits.js';
 import { listenHttp, type ConnectListener, type ListeningServer } from './proxy/listen.js';
-import {
-  createDedicatedListenerHandler,
-  createSharedListenerHandler,
-  dedicatedRouteResolver,
-  sharedRouteResolver,
-  type ProxyContext,
-  type RequestListener,
-} from './proxy/reverse-proxy.js';
-import { createUpgradeHandler, type UpgradeListener } from './proxy/upgrade.js';
-import { createUpstream } from './proxy/upstream.js';
 import { clientAuthFromConfig } from './sts/client-auth-from-config.js';
 import { createStsClient, type StsClient } from './sts/client.js';
 
@@ -151,36 +140,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
   const tokenProvider = tokens;
   cleanups.push(() => tokenProvider.close());
 
-  // `keyPath`: token-only routes are skipped here, so an index into proxyRoutes is not one into config.routes.
-  const proxyRoutes: Array<ForwardRoute & { listen: RouteConfig['listen']; keyPath: string }> = [];
-  for (const [i, route] of config.routes.entries()) {
-    if (!route.upstream) continue; // token-only: served by the endpoints below, never proxied
-    const upstream = createUpstream({
-      url: route.upstream,
-      timeoutMs: route.upstreamTimeoutSeconds * 1000,
-      tls: {
-        ca: route.ca ? await readConfigFile(route.ca, `routes[${i}].ca`) : undefined,
-        servername: route.servername,
-        clientCertificate: route.clientCertificate,
-      },
-    });
-    cleanups.push(() => upstream.close());
-    proxyRoutes.push({
-      name: route.name,
-      host: route.host,
-      pathPrefix: route.pathPrefix,
-      listen: route.listen,
-      upstream,
-      tokenHeader: route.authorization.header,
-      tokenScheme: route.authorization.scheme,
-      replaceExisting: route.authorization.replaceExisting,
-      preserveHost: route.preserveHost,
-      intercept: route.intercept,
-      keyPath: `routes[${i}]`,
-    });
-  }
-
-  const ctx: ProxyContext = { tokens: tokenProvider, logger, observer: metrics.proxyObserver, failureLogs: new LogThrottle() };
+  const failureLogs = new LogThrottle();
   // Issue 10 item 10: no relay back into any of the listeners below; item 11: with
   // allowNonLoopback, other hosts' requests are not relayed to local-only services.
   const dialPolicy = createDialPolicy({ refuseLocalDestinations: config.proxy.allowNonLoopback });
@@ -203,43 +163,18 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
     }
   };
 
-  // The interception CA exists only when a route intercepts (or one was configured).
-  const interceptionCa = config.forward.ca || proxyRoutes.some((r) => r.intercept) ? await openInterceptionCa(config.forward) : undefined;
-  if (interceptionCa?.generated) logger.info({ caCert: interceptionCa.certPath }, 'generated the forward-proxy interception CA; apps trust it via this file');
-  const forward = createForwardProxy({
-    routes: proxyRoutes,
-    ctx,
-    unmatched: config.forward.unmatched,
-    leaves: interceptionCa ? new LeafCertificateCache(interceptionCa.authority, { validitySeconds: config.forward.leafValiditySeconds }) : undefined,
-    observer: metrics.forwardObserver,
-    policy: dialPolicy,
-    limits: listenerLimits(config.limits, 'proxy'),
-    connections: metrics.connectionObserver,
+  const proxy = await startProxyFromConfig(config, {
+    tokens: tokenProvider,
+    logger,
+    failureLogs,
+    observers: metrics,
+    dialPolicy,
+    listen,
+    defer: (close) => cleanups.push(close),
   });
-  cleanups.push(() => forward.close());
+  const { routeUrls } = proxy;
 
-  const shared = await listen(
-    'proxy',
-    config.proxy.listen,
-    'proxy.listen',
-    forward.requestListener(createSharedListenerHandler(proxyRoutes, ctx)),
-    createUpgradeHandler(forward.upgradeResolver(sharedRouteResolver(proxyRoutes)), ctx),
-    forward.connectListener,
-  );
-  const routeUrls: Record<string, string> = {};
-  for (const route of proxyRoutes) {
-    if (!route.listen) continue;
-    const s = await listen(
-      'proxy',
-      route.listen,
-      `${route.keyPath}.listen`,
-      createDedicatedListenerHandler(route, ctx),
-      createUpgradeHandler(dedicatedRouteResolver(route), ctx),
-    );
-    routeUrls[route.name] = s.url;
-  }
-
-  const endpointCtx = { tokens: tokenProvider, logger, observer: createEndpointMetrics(metrics.registry, config.routes.map((r) => r.name)), failureLogs: ctx.failureLogs };
+  const endpointCtx = { tokens: tokenProvider, logger, observer: createEndpointMetrics(metrics.registry, config.routes.map((r) => r.name)), failureLogs };
   const endpointUrls: Partial<Record<EndpointName, string>> = {};
   for (const e of endpointListeners(config, endpointCtx, subjectSource)) endpointUrls[e.name] = (await listen('endpoints', e.listen, e.key, e.handler)).url;
 
@@ -253,10 +188,10 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
 
   logger.info(
     {
-      proxy: shared.url,
+      proxy: proxy.proxyUrl,
       admin: admin.url,
       routes: config.routes.map((r) => ({ name: r.name, host: r.host ?? null, listen: routeUrls[r.name] ?? null, upstream: r.upstream?.origin ?? null, intercept: r.intercept })),
-      forward: { unmatched: config.forward.unmatched, caCert: interceptionCa?.certPath ?? null },
+      forward: { unmatched: config.forward.unmatched, caCert: proxy.interceptionCaCert ?? null },
       // Issue 10 item 20: not { token: url }, which the redaction of every "token" key censors.
       endpoints: Object.entries(endpointUrls).map(([name, url]) => ({ name, url })),
       sts: `${sts.url.origin}${sts.url.pathname}`,
@@ -271,7 +206,7 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
 
   let closing: Promise<void> | undefined;
   return {
-    proxyUrl: shared.url,
+    proxyUrl: proxy.proxyUrl,
     adminUrl: admin.url,
     routeUrls,
     endpointUrls,

@@ -134,8 +134,6 @@ function staticClosure(edges: readonly ImportEdge[], entry: string): Set<string>
  * `from -> to` exactly, so a second file making the same mistake is still caught.
  */
 const ALLOWED: ReadonlyArray<string> = [
-  // issue 11: to remove (item 2: the cache's TokenUnavailableError carries what the proxy reads).
-  'proxy/reverse-proxy.ts -> sts/exchange-response.ts',
   // issue 11: to remove (item 2: the four endpoint files import IssuedToken from sts/).
   'endpoints/azure-imds.ts -> sts/exchange-response.ts',
   'endpoints/gce-metadata.ts -> sts/exchange-response.ts',

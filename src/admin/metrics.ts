@@ -5,7 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ExchangeResult, RouteTokenStatus, TokenProviderObserver } from '../cache/token-provider.js';
-import type { ProxyObserver } from '../proxy/reverse-proxy.js';
+import type { ProxyObserver } from '../proxy/context.js';
 import type { ForwardObserver } from '../proxy/forward/types.js';
 import type { ConnectionObserver, ListenerKind } from '../proxy/limits.js';
 
