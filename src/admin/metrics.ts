@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { TokenProviderObserver } from '../cache/token-provider.js';
 import type { EndpointObserver } from '../endpoints/context.js';
 import { exchangeResult } from './exchange-result.js';
-import type { ProxyObserver } from '../proxy/reverse-proxy.js';
+import type { ProxyObserver } from '../proxy/context.js';
 import type { ForwardObserver } from '../proxy/forward/types.js';
 import type { ConnectionObserver, ListenerKind } from '../proxy/limits.js';
 import type { IdentityObserver } from '../tls/identity-from-config.js';

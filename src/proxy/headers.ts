@@ -35,11 +35,14 @@ export interface ForwardHeaderOptions {
   readonly tokenHeader: string;
   /** Drop the app's own value of tokenHeader (it is replaced by ours). */
   readonly dropTokenHeader: boolean;
+  /** An upgrade carries no body: what follows its head belongs to the new protocol. */
+  readonly dropBodyFraming?: boolean;
 }
 
 /**
  * Filters node's flat rawHeaders ([name, value, name, value, ...]) for forwarding.
- * Returns a flat array undici accepts as-is.
+ * Returns a flat array undici accepts as-is. HTTP/2 pseudo-header fields (RFC 9113 8.3,
+ * `:path`, `:authority`...) describe the inbound hop only; HTTP/1.1 names never start with ":".
  */
 export function forwardRequestHeaders(rawHeaders: readonly string[], connection: string | undefined, options: ForwardHeaderOptions): string[] {
   const named = connectionTokens(connection);
@@ -47,10 +50,11 @@ export function forwardRequestHeaders(rawHeaders: readonly string[], connection:
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-') || named?.has(lower)) {
+    if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-') || lower.startsWith(':') || named?.has(lower)) {
       continue;
     }
     if (options.dropTokenHeader && lower === options.tokenHeader) continue;
+    if (options.dropBodyFraming && (lower === 'content-length' || lower === 'transfer-encoding')) continue;
     out.push(name, rawHeaders[i + 1]!);
   }
   return out;

@@ -15,7 +15,7 @@ import {
   type ListenerKind,
   type ListenerLimits,
 } from './limits.js';
-import type { UpgradeListener } from './upgrade.js';
+import type { UpgradeListener } from './inbound.js';
 
 export interface ListeningServer {
   readonly server: Server;

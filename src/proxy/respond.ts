@@ -2,11 +2,11 @@
  * The sidecar's own answers to an app: a JSON body with a stable code, never a token.
  * `{ error, code, route }` plus, where known, the code of the underlying cause.
  */
-import { STATUS_CODES, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { SidecarError, TokenUnavailableError, UpstreamError } from '../errors.js';
 import { scrub } from '../log/redact.js';
-import { forwardResponseHeaders } from './headers.js';
+import type { InboundResponse } from './inbound.js';
 
 export function errorBody(err: SidecarError, route: string | undefined): string {
   const body: Record<string, unknown> = { error: scrub(err.message), code: err.code, route: route ?? null };
@@ -18,7 +18,7 @@ export function errorBody(err: SidecarError, route: string | undefined): string 
   return JSON.stringify(body);
 }
 
-export function sendError(res: ServerResponse, err: SidecarError, route: string | undefined): void {
+export function sendError(res: InboundResponse, err: SidecarError, route: string | undefined): void {
   if (res.headersSent) {
     // Too late for a status: cut the response so the app sees a failure, not a truncated success.
     res.destroy(err);
@@ -42,21 +42,6 @@ export function sendErrorOnSocket(socket: Duplex, err: SidecarError, route: stri
       `content-type: application/json\r\ncache-control: no-store\r\nx-sts-sidecar-error: ${err.code}\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
-}
-
-/**
- * An interim answer the upstream sent before its final one (issue 10 item 6): writing it as
- * the response head broke the request with ERR_HTTP_HEADERS_SENT. 103 Early Hints (RFC 8297)
- * reaches the app; any other 1xx (102 Processing, unknown ones) is dropped, as is a 103 to an
- * HTTP/1.0 app (RFC 9110 15.2) or one without a usable Link (it hints nothing then).
- */
-export function relayInformational(res: ServerResponse, statusCode: number, headers: IncomingHttpHeaders): void {
-  if (statusCode !== 103 || res.req.httpVersion === '1.0' || res.headersSent || headers['link'] === undefined) return;
-  try {
-    res.writeEarlyHints(forwardResponseHeaders(headers));
-  } catch {
-    // A Link node will not write (it validates the syntax): the hint is optional, drop it.
-  }
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);

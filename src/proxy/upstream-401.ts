@@ -8,10 +8,12 @@
  * it drops and re-exchanges at most once per route and `limits.reexchangeAfter401IntervalSeconds`,
  * so an upstream that answers 401 to everything cannot turn each request into an exchange.
  * Only a request that is safe to send twice is retried, once: an idempotent method (RFC 9110
- * 9.2.2) without a body (the body has been streamed away). Any other 401 reaches the app.
+ * 9.2.2) without a body (the body has been streamed away). Any other 401 reaches the app,
+ * as does an upgrade's (a handshake is never retried, but its 401 is reported).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Dispatcher } from 'undici';
+import type { Duplex } from 'node:stream';
+import type { ResponseController, UpgradeHandler } from './transport/types.js';
 
 /** RFC 9110 9.2.2; TRACE is idempotent too but never forwarded with a token (issue 10 item 14). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -28,23 +30,23 @@ export interface Upstream401Policy {
   retryWithFreshToken(): void;
 }
 
-export class Upstream401Handler implements Dispatcher.DispatchHandler {
-  readonly #inner: Dispatcher.DispatchHandler;
+export class Upstream401Handler implements UpgradeHandler {
+  readonly #inner: UpgradeHandler;
   readonly #policy: Upstream401Policy;
   readonly #retryable: boolean;
   #retrying = false;
 
-  constructor(inner: Dispatcher.DispatchHandler, policy: Upstream401Policy, retryable: boolean) {
+  constructor(inner: UpgradeHandler, policy: Upstream401Policy, retryable: boolean) {
     this.#inner = inner;
     this.#policy = policy;
     this.#retryable = retryable;
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+  onRequestStart(controller: ResponseController, context: unknown): void {
     this.#inner.onRequestStart?.(controller, context);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+  onResponseStart(controller: ResponseController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     // invalidateToken() first: every 401 is reported, retryable or not.
     if (statusCode === 401 && this.#policy.invalidateToken() && this.#retryable) {
       // Read and drop this answer (keeps the connection reusable), then retry.
@@ -54,16 +56,20 @@ export class Upstream401Handler implements Dispatcher.DispatchHandler {
     this.#inner.onResponseStart?.(controller, statusCode, headers, statusMessage);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(controller: ResponseController, chunk: Buffer): void {
     if (!this.#retrying) this.#inner.onResponseData?.(controller, chunk);
   }
 
-  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+  onResponseEnd(controller: ResponseController, trailers: IncomingHttpHeaders): void {
     if (this.#retrying) this.#policy.retryWithFreshToken();
     else this.#inner.onResponseEnd?.(controller, trailers);
   }
 
-  onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+  onResponseError(controller: ResponseController, error: Error): void {
     this.#inner.onResponseError?.(controller, error);
+  }
+
+  onSwitchingProtocols(controller: ResponseController, statusCode: number, rawHeaders: readonly string[], socket: Duplex, head: Buffer, statusMessage?: string): void {
+    this.#inner.onSwitchingProtocols?.(controller, statusCode, rawHeaders, socket, head, statusMessage);
   }
 }

@@ -1,16 +1,12 @@
 /**
- * Where a route's requests go: keep-alive undici Pools for the upstream origin, plus the
- * pieces needed to build the request target and the Host header.
- *
- * An https upstream gets one pool per workload-identity generation (see
- * tls/per-identity.ts): a request carrying a certificate-bound token is dispatched on
- * connections that present the certificate that token is bound to.
+ * Where a route's requests go: the upstream's origin, the pieces needed to build the request
+ * target and the Host header, and the transport that carries requests there
+ * (transport/types.ts). Today every upstream speaks HTTP/1.1 through undici; issue 12's
+ * `upstreamProtocol` picks another transport here, and nothing above this file changes.
  */
-import { Pool } from 'undici';
-import type { ConnectionOptions } from 'node:tls';
-import { clientConnectOptions, type PeerTlsSettings } from '../tls/client-tls.js';
-import type { IdentityGeneration } from '../tls/identity.js';
-import { PerIdentity } from '../tls/per-identity.js';
+import type { PeerTlsSettings } from '../tls/client-tls.js';
+import { createHttp1Transport } from './transport/undici.js';
+import type { UpstreamTransport } from './transport/types.js';
 
 export interface UpstreamOptions {
   readonly url: URL;
@@ -26,61 +22,23 @@ export interface Upstream {
   readonly origin: string;
   /** Value for the Host header: the upstream's own authority. */
   readonly host: string;
-  readonly timeoutMs: number;
   readonly url: URL;
   /** Request target on the upstream for an inbound target (prepends the upstream's base path). */
   target(inboundPath: string): string;
-  /** The pool whose connections present this identity generation's certificate. */
-  poolFor(identity: IdentityGeneration | undefined): Pool;
-  /** tls.connect options for a raw connection (upgrades) under this identity. */
-  connectOptions(identity: IdentityGeneration | undefined): ConnectionOptions;
-  close(): Promise<void>;
-}
-
-interface Connections {
-  readonly pool: Pool;
-  readonly connect: ConnectionOptions;
+  readonly transport: UpstreamTransport;
   close(): Promise<void>;
 }
 
 export function createUpstream(options: UpstreamOptions): Upstream {
   const { url } = options;
   const base = url.pathname.replace(/\/+$/, '');
-  const secure = url.protocol === 'https:';
-  const peer: PeerTlsSettings = options.tls ?? { clientCertificate: false };
-  const open = (identity: IdentityGeneration | undefined): Connections => {
-    const connect = secure ? clientConnectOptions(identity, peer) : {};
-    const pool = new Pool(url.origin, {
-      connections: options.connections ?? 256,
-      pipelining: 1,
-      keepAliveTimeout: 60_000,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      ...(secure ? { connect } : {}),
-    });
-    return { pool, connect, close: () => pool.close() };
-  };
-  const perIdentity = new PerIdentity(open, options.rotationGraceMs ?? options.timeoutMs + 15_000);
-  // Plain http: the identity plays no part, one pool serves every generation.
-  const plain = secure ? undefined : perIdentity.get(undefined);
-  let lastIdentity: IdentityGeneration | undefined;
-  let last: Connections | undefined = plain;
-  const connectionsFor = (identity: IdentityGeneration | undefined): Connections => {
-    if (plain) return plain;
-    if (identity !== lastIdentity || !last) {
-      last = perIdentity.get(identity);
-      lastIdentity = identity;
-    }
-    return last;
-  };
+  const transport = createHttp1Transport(options);
   return {
     origin: url.origin,
     host: url.host,
-    timeoutMs: options.timeoutMs,
     url,
     target: base ? (path) => base + path : (path) => path,
-    poolFor: (identity) => connectionsFor(identity).pool,
-    connectOptions: (identity) => connectionsFor(identity).connect,
-    close: () => perIdentity.close(),
+    transport,
+    close: () => transport.close(),
   };
 }

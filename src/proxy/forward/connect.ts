@@ -16,7 +16,7 @@ import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { ForwardDeniedError, SidecarError } from '../../errors.js';
 import { sendErrorOnSocket, upstreamError } from '../respond.js';
-import type { ProxyContext } from '../reverse-proxy.js';
+import type { ProxyContext } from '../context.js';
 import type { RouteTable } from '../routing.js';
 import { authority, DEFAULT_PORT, dialName, parseAuthority, type Destination, type Scheme } from './destination.js';
 import type { DialPolicy } from './dial-policy.js';

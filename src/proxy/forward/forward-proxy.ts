@@ -1,25 +1,27 @@
 /**
  * The forward proxy on `proxy.listen` (issue 4), for apps that honour http_proxy/HTTPS_PROXY:
- * absolute-form requests and CONNECT tunnels. Every request that reaches a route goes through
- * the reverse proxy's own path (proxyRequest: token, header handling, 401 retry, errors, the
- * route's upstream and its TLS), so the forward proxy adds only the choice of route.
+ * absolute-form requests and CONNECT tunnels. Its resolver matches a destination (the
+ * absolute-form target's, or the tunnel's) instead of a Host header; every request and upgrade
+ * that reaches a route then goes through the one pipeline (pipeline.ts: token, header handling,
+ * 401 policy, errors, the route's upstream and its TLS), so the forward proxy adds only the
+ * choice of route and what happens to unrouted traffic.
  *
  * A token is only ever added by a route, and a route only sends to its configured upstream:
  * a destination no route matches gets the request without a token (or a 403 under
  * `forward.unmatched: deny`). Redirects are answered to the app, never followed.
  */
-import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ForwardDeniedError, ForwardTargetError, PathRejectedError, type SidecarError } from '../../errors.js';
+import type { Entry, InboundRequest, InboundResponse } from '../inbound.js';
 import { guardServer, httpServerOptions, NO_CONNECTION_OBSERVER, startTimeoutChecks, type ConnectionObserver, type ListenerLimits } from '../limits.js';
 import type { ConnectListener } from '../listen.js';
+import { upgradeEntry, type Pipeline } from '../pipeline.js';
 import { normalizeRequestTarget } from '../request-path.js';
 import { sendError } from '../respond.js';
-import { proxyRequest, type ProxyContext, type RouteResolver } from '../reverse-proxy.js';
 import { RouteTable } from '../routing.js';
-import { createUpgradeHandler } from '../upgrade.js';
 import { createConnectHandler } from './connect.js';
-import { authority, DEFAULT_PORT, isAbsoluteForm, parseAbsoluteForm, type Destination, type Scheme } from './destination.js';
+import { authority, DEFAULT_PORT, parseAbsoluteForm, type Destination, type Scheme } from './destination.js';
 import type { DialPolicy } from './dial-policy.js';
 import type { LeafCertificateCache } from './leaf-cache.js';
 import { createPassthrough } from './passthrough.js';
@@ -27,7 +29,7 @@ import type { ForwardKind, ForwardObserver, ForwardRoute } from './types.js';
 
 export interface ForwardProxyOptions {
   readonly routes: readonly ForwardRoute[];
-  readonly ctx: ProxyContext;
+  readonly pipeline: Pipeline;
   readonly unmatched: 'tunnel' | 'deny';
   /** Leaves for intercepted hosts; absent when no route intercepts. */
   readonly leaves?: LeafCertificateCache;
@@ -42,18 +44,14 @@ export interface ForwardProxyOptions {
 }
 
 export interface ForwardProxy {
-  /** Absolute-form targets to the forward proxy, everything else to `origin` (the reverse proxy). */
-  requestListener(origin: RequestListener): RequestListener;
   /**
-   * Upgrade requests: an absolute-form one is matched by its destination only (rewritten to
-   * origin-form on a match; never by its Host header), anything else by `origin`.
+   * Absolute-form requests and upgrades on the shared listener (shared-listener.ts sends them
+   * here), matched by their destination only, never by a Host header.
    */
-  upgradeResolver(origin: UpgradeResolver): UpgradeResolver;
+  readonly absolute: Entry;
   readonly connectListener: ConnectListener;
   close(): Promise<void>;
 }
-
-export type UpgradeResolver = RouteResolver;
 
 interface Tunnel {
   readonly scheme: Scheme;
@@ -61,7 +59,8 @@ interface Tunnel {
 }
 
 export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
-  const { ctx, observer } = options;
+  const { pipeline, observer } = options;
+  const { ctx } = pipeline;
   const table = new RouteTable(options.routes);
   const passthrough = createPassthrough({ headersTimeoutMs: options.passthroughHeadersTimeoutMs ?? 300_000, policy: options.policy });
   const deny = options.unmatched === 'deny';
@@ -71,7 +70,7 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
    * is normalised before matching, and that form is what the route forwards (issue 10 item 7);
    * a path readers could disagree on throws PathRejectedError when a route serves the destination.
    */
-  const routeFor = (req: IncomingMessage, scheme: Scheme, destination: Destination, rawPath: string): ForwardRoute | undefined => {
+  const routeFor = (req: InboundRequest, scheme: Scheme, destination: Destination, rawPath: string): ForwardRoute | undefined => {
     const defaultPort = DEFAULT_PORT[scheme];
     if (!table.forDestination(destination.name, destination.port, defaultPort)) return undefined;
     const path = normalizeRequestTarget(rawPath);
@@ -86,7 +85,7 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
     return route;
   };
 
-  const forward = (req: IncomingMessage, res: ServerResponse, kind: ForwardKind, scheme: Scheme, destination: Destination, path: string) => {
+  const forward = (req: InboundRequest, res: InboundResponse, kind: ForwardKind, scheme: Scheme, destination: Destination, path: string) => {
     let route: ForwardRoute | undefined;
     try {
       route = routeFor(req, scheme, destination, path);
@@ -96,7 +95,7 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
     }
     if (route) {
       observer.forwarded(kind, 'routed');
-      return proxyRequest(route, req, res, ctx);
+      return pipeline.request(route, req, res);
     }
     const where = `${scheme}://${authority(destination, scheme)}`;
     if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ kind, destination: where, method: req.method, deny }, 'forward request matched no route');
@@ -108,7 +107,7 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
     passthrough.forward(req, res, scheme, destination, path);
   };
 
-  const invalid = (res: ServerResponse, kind: ForwardKind, err: SidecarError) => {
+  const invalid = (res: InboundResponse, kind: ForwardKind, err: SidecarError) => {
     observer.forwarded(kind, 'invalid');
     sendError(res, err, undefined);
   };
@@ -128,11 +127,11 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
       if (!url.startsWith('/')) return invalid(res, 'tunnel_request', new ForwardTargetError('requests inside a CONNECT tunnel must use origin-form targets'));
       forward(req, res, 'tunnel_request', tunnel.scheme, tunnel.destination, url);
     },
-    upgrade: createUpgradeHandler((req) => {
+    upgrade: upgradeEntry(pipeline, (req) => {
       const tunnel = tunnels.get(req.socket);
       const url = req.url ?? '/';
       return tunnel && url.startsWith('/') ? routeFor(req, tunnel.scheme, tunnel.destination, url) : undefined;
-    }, ctx),
+    }),
   });
   startTimeoutChecks(inner);
 
@@ -151,30 +150,27 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
   });
 
   return {
-    requestListener(origin) {
-      return (req, res) => {
-        if (!isAbsoluteForm(req.url)) return origin(req, res);
+    absolute: {
+      request(req, res) {
         let target;
         try {
-          target = parseAbsoluteForm(req.url);
+          target = parseAbsoluteForm(req.url ?? '');
         } catch (err) {
           return invalid(res, 'absolute', err as SidecarError);
         }
         forward(req, res, 'absolute', target.scheme, target.destination, target.path);
-      };
-    },
-    upgradeResolver(origin) {
-      return (req) => {
-        if (!isAbsoluteForm(req.url)) return origin(req);
+      },
+      // An absolute-form upgrade is matched by its destination only (rewritten to origin-form on a match).
+      upgrade: upgradeEntry(pipeline, (req) => {
         let target;
         try {
-          target = parseAbsoluteForm(req.url);
+          target = parseAbsoluteForm(req.url ?? '');
         } catch {
           return undefined;
         }
-        // A PathRejectedError reaches the upgrade handler, which answers 400.
+        // A PathRejectedError reaches the upgrade entry, which answers 400.
         return routeFor(req, target.scheme, target.destination, target.path);
-      };
+      }),
     },
     connectListener,
     async close() {

@@ -8,16 +8,19 @@
  * local-only destination when proxy.allowNonLoopback is set), and each request carries the
  * sidecar's Via (RFC 9110 7.6.3) so a loop no address reveals is still recognised.
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 import { SidecarError } from '../../errors.js';
-import { forwardRequestHeaders, forwardResponseHeaders } from '../headers.js';
-import { relayInformational, sendError, upstreamError } from '../respond.js';
+import { forwardRequestHeaders } from '../headers.js';
+import type { InboundRequest, InboundResponse } from '../inbound.js';
+import { hasBody } from '../policy.js';
+import { relayResponseData, relayResponseStart } from '../relay.js';
+import { sendError, upstreamError } from '../respond.js';
 import { authority, type Destination, type Scheme } from './destination.js';
 import type { DialPolicy } from './dial-policy.js';
 
 export interface Passthrough {
-  forward(req: IncomingMessage, res: ServerResponse, scheme: Scheme, destination: Destination, path: string): void;
+  forward(req: InboundRequest, res: InboundResponse, scheme: Scheme, destination: Destination, path: string): void;
   close(): Promise<void>;
 }
 
@@ -42,12 +45,11 @@ export function createPassthrough(options: PassthroughOptions): Passthrough {
       const headers = forwardRequestHeaders(req.rawHeaders, req.headers.connection, { tokenHeader: '', dropTokenHeader: false });
       headers.push('host', host);
       headers.push('via', policy.via(req.httpVersion));
-      const length = req.headers['content-length'];
-      const withBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+      const withBody = hasBody(req);
       const origin = `${scheme}://${host}`;
       agent.dispatch(
         { origin, path, method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: withBody ? req : null },
-        new PassthroughResponse(res, origin),
+        new PassthroughResponse(res, req.httpVersion, origin),
       );
     },
     close: () => agent.destroy(),
@@ -73,35 +75,35 @@ function guardedConnector(policy: DialPolicy): buildConnector.connector {
   };
 }
 
-/** Streams the destination's answer back to the app with backpressure. */
+/** Streams the destination's answer back to the app with backpressure (the pipeline's relay, without a route). */
 class PassthroughResponse implements Dispatcher.DispatchHandler {
-  readonly #res: ServerResponse;
+  readonly #res: InboundResponse;
+  readonly #httpVersion: string;
   readonly #origin: string;
   #controller: Dispatcher.DispatchController | undefined;
+  #closed = false;
 
-  constructor(res: ServerResponse, origin: string) {
+  constructor(res: InboundResponse, httpVersion: string, origin: string) {
     this.#res = res;
+    this.#httpVersion = httpVersion;
     this.#origin = origin;
     res.once('close', () => {
+      this.#closed = true;
       if (!res.writableFinished && this.#controller && !this.#controller.aborted) this.#controller.abort(new Error('client closed the connection'));
     });
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    if (this.#res.destroyed) controller.abort(new Error('client closed the connection'));
+    if (this.#closed) controller.abort(new Error('client closed the connection'));
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
-    if (statusCode < 200) return relayInformational(this.#res, statusCode, headers);
-    this.#res.writeHead(statusCode, statusMessage, forwardResponseHeaders(headers));
+    relayResponseStart(this.#res, this.#httpVersion, statusCode, headers, statusMessage);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.#res.write(chunk)) {
-      controller.pause();
-      this.#res.once('drain', () => controller.resume());
-    }
+    relayResponseData(this.#res, controller, chunk);
   }
 
   onResponseEnd(): void {
@@ -109,7 +111,7 @@ class PassthroughResponse implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
-    if (this.#res.destroyed) return;
+    if (this.#closed) return;
     sendError(this.#res, err instanceof SidecarError ? err : upstreamError(err, this.#origin), undefined);
   }
 }

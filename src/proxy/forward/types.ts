@@ -2,7 +2,7 @@
  * Shapes shared by the forward-proxy files: a route as the forward proxy sees it, and the
  * observer that counts its decisions (bounded label values, never a destination).
  */
-import type { ProxyRoute } from '../reverse-proxy.js';
+import type { ProxyRoute } from '../context.js';
 
 export interface ForwardRoute extends ProxyRoute {
   /** Terminate CONNECT tunnels to this route's host with a leaf from the interception CA. */

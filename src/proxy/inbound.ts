@@ -1,0 +1,56 @@
+/**
+ * The shape of an app's request and of the response the sidecar writes, as the request
+ * pipeline uses them: only what node:http's IncomingMessage / ServerResponse and node:http2's
+ * compatibility API (Http2ServerRequest / Http2ServerResponse) both offer, so an HTTP/2
+ * listener (issue 12) enters the same pipeline. test/proxy-pipeline.test.ts checks both fit.
+ *
+ * Two differences the stages allow for: an HTTP/2 request's rawHeaders carry pseudo-header
+ * fields (`:method`, `:authority`, ...), which the header policy drops (headers.ts), and an
+ * HTTP/2 response has no reason phrase (relay.ts sends one only to HTTP/1.x).
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { Duplex, Readable } from 'node:stream';
+
+/** The app's request; its body is the stream itself. */
+export interface InboundRequest extends Readable {
+  readonly method?: string | undefined;
+  /** The request target; resolvers rewrite it to the normalised origin-form they matched. */
+  url?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  /** Flat [name, value, ...] as received. */
+  readonly rawHeaders: readonly string[];
+  /** "1.0", "1.1" or "2.0". */
+  readonly httpVersion: string;
+  /** The connection it arrived on (the forward proxy tells its tunnels apart by it). */
+  readonly socket: Duplex;
+}
+
+/** The response to the app. Tracks nothing itself: the pipeline reads 'close' to learn the app is gone. */
+export interface InboundResponse {
+  statusCode: number;
+  readonly headersSent: boolean;
+  /** The whole response was handed to the transport below (false when it was cut). */
+  readonly writableFinished: boolean;
+  writeHead(statusCode: number, headers?: OutgoingHttpHeaders): unknown;
+  writeHead(statusCode: number, statusMessage: string, headers?: OutgoingHttpHeaders): unknown;
+  /** 103 Early Hints (RFC 8297). */
+  writeEarlyHints(hints: Record<string, string | string[]>): void;
+  /** False when the app is not keeping up: wait for 'drain'. */
+  write(chunk: Uint8Array): boolean;
+  end(): unknown;
+  end(data: string): unknown;
+  destroy(error?: Error): unknown;
+  once(event: 'close' | 'drain', listener: () => void): unknown;
+}
+
+/** A request listener the pipeline's entries provide (node:http's RequestListener accepts it). */
+export type InboundListener = (req: InboundRequest, res: InboundResponse) => void;
+
+/** An upgrade request (RFC 9110 7.8): the socket is the app's, handed over after the request head. */
+export type UpgradeListener = (req: InboundRequest, socket: Duplex, head: Buffer) => void;
+
+/** One way into the proxy: a listener's request and upgrade handlers. */
+export interface Entry {
+  readonly request: InboundListener;
+  readonly upgrade: UpgradeListener;
+}
