@@ -18,6 +18,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHarness } from './helpers/harness.js';
+import { FuzzChecker, hostName, PATH_READERS, type ViolationClass } from './helpers/fuzz-check.js';
+import { FUZZ_ROUTES, type FuzzMode, type FuzzRequest } from './helpers/fuzz-generate.js';
 import {
   describeViolations,
   envCount,
@@ -137,5 +139,81 @@ describe('fuzz of the HTTP front (issue 10)', () => {
     assert.ok(!logs.some((l) => l.includes('fuzztok-')), 'a token appeared in the sidecar\'s log');
     assert.ok(after.openFds <= baseline.openFds + FD_MARGIN, `descriptors ${baseline.openFds} before, ${after.openFds} after the run; new: ${newEntries(baselineFds, selfDescriptors([stsPort])).join(', ')}`);
     assert.ok(after.rssBytes <= baseline.rssBytes + RSS_MARGIN_BYTES, `RSS ${mb(baseline.rssBytes)} before, ${mb(after.rssBytes)} after the run`);
+  });
+});
+
+/**
+ * The checker itself, on hand-made observations: each class fires on an escape it names, and
+ * lawful forms pass (a false positive would send the people fixing the sidecar after ghosts).
+ */
+describe('the fuzz checker (what counts as an escape)', () => {
+  const route = (name: string) => FUZZ_ROUTES.find((r) => r.name === name)!;
+  let n = 0;
+  const request = (mode: FuzzMode, target: string, hosts: string[], extra: { connectTo?: string; listener?: 'payments' | 'gateway' } = {}): FuzzRequest => {
+    const id = `${900_000 + n++}.0`;
+    return {
+      id,
+      session: { index: 0, mode, listener: extra.listener ?? 'shared', requests: 1, ...(extra.connectTo ? { connectTo: extra.connectTo } : {}) },
+      method: 'GET',
+      target,
+      hosts,
+      bytes: Buffer.from(`GET ${target} HTTP/1.1\r\n\r\n`),
+      pipelineNext: false,
+    };
+  };
+  /** The classes flagged when `req` reached `routeName`'s upstream as `url` (method, Host) with that route's token. */
+  const flagged = (req: FuzzRequest, routeName: string | undefined, url: string, options: { method?: string; host?: string; tokens?: string[] } = {}): ViolationClass[] => {
+    const checker = new FuzzChecker();
+    checker.sent(req);
+    checker.observe({
+      route: routeName === undefined ? undefined : route(routeName),
+      id: req.id,
+      method: options.method ?? 'GET',
+      url,
+      host: options.host ?? '127.0.0.1:1',
+      tokenRoutes: options.tokens ?? (routeName ? [routeName] : []),
+    });
+    return [...checker.summary().violations.keys()].sort();
+  };
+
+  it('path readers: WHATWG removes ., .. and %2e forms and reads \\ as /; strict also decodes %2f and %5c; neither decodes twice', () => {
+    assert.equal(PATH_READERS['whatwg']!('/api/%2E%2e/admin?x'), '/admin');
+    assert.equal(PATH_READERS['whatwg']!('/api\\..\\admin'), '/admin');
+    assert.equal(PATH_READERS['whatwg']!('/api/..%2fadmin'), '/api/..%2fadmin');
+    assert.equal(PATH_READERS['strict']!('/api/..%2fadmin'), '/admin');
+    assert.equal(PATH_READERS['strict']!('/api/%252e%252e/admin'), '/api/%252e%252e/admin');
+    assert.equal(PATH_READERS['whatwg']!('//evil/api'), '//evil/api', 'a leading // is a path here, not an authority');
+    assert.equal(PATH_READERS['strict']!('/api/x?q=%2f..%2f..'), '/api/x', 'the query is not the path');
+  });
+
+  it('lawful requests pass: in-prefix paths, encodings that are not dot-segments, Host case, port and trailing dot', () => {
+    assert.deepEqual(flagged(request('reverse', '/api/x/../y', ['Orders.Internal.:8080']), 'orders', '/api/x/../y'), []);
+    assert.deepEqual(flagged(request('reverse', '/api/%252e%252e/admin', ['orders.internal']), 'orders', '/api/%252e%252e/admin'), []);
+    assert.deepEqual(flagged(request('dedicated', '/v1/refund', ['evil.internal'], { listener: 'payments' }), 'payments', '/payments-api/v1/refund'), []);
+    assert.deepEqual(flagged(request('absolute', 'http://ORDERS.internal./reports/q', ['evil.internal']), 'reports', '/reports/q'), []);
+    assert.deepEqual(flagged(request('connect', '/data/x', ['evil.internal'], { connectTo: 'SECURE.internal.:443' }), 'secure', '/data/x'), []);
+    assert.deepEqual(flagged(request('reverse', '/x', ['gw.internal']), 'gateway', '/x', { host: 'GW.Internal.:443' }), []);
+    assert.deepEqual(flagged(request('reverse', '/x', ['evil.internal']), undefined, '/x'), [], 'the decoy without a token');
+    assert.equal(hostName(' [::1]:80 '), '[::1]');
+    assert.equal(hostName('u:p@Orders.internal.:80'), 'orders.internal');
+  });
+
+  it('each escape is flagged', () => {
+    assert.deepEqual(flagged(request('reverse', '/api/../admin', ['orders.internal']), 'orders', '/api/../admin'), ['path-escape:strict', 'path-escape:whatwg']);
+    assert.deepEqual(flagged(request('reverse', '/api/x%2f..%2f..%2fadmin', ['orders.internal']), 'orders', '/api/x%2f..%2f..%2fadmin'), ['path-escape:strict']);
+    assert.deepEqual(
+      flagged(request('dedicated', '/v1/%2e%2e/%2e%2e/admin', [], { listener: 'payments' }), 'payments', '/payments-api/v1/%2e%2e/%2e%2e/admin'),
+      ['path-escape:strict', 'path-escape:whatwg'],
+    );
+    assert.deepEqual(flagged(request('reverse', '/api/x', ['evil.internal']), 'orders', '/api/x'), ['other-host']);
+    assert.deepEqual(flagged(request('absolute', 'http://evil.internal/api/x', ['orders.internal']), 'orders', '/api/x'), ['other-host']);
+    assert.deepEqual(flagged(request('dedicated', '/x', ['evil.internal'], { listener: 'gateway' }), 'gateway', '/x', { host: 'evil.internal' }), ['preserve-host']);
+    assert.deepEqual(flagged(request('reverse', '/api/x', ['orders.internal']), 'orders', '/api/x', { method: 'TRACE' }), ['trace']);
+    assert.deepEqual(flagged(request('reverse', '/api/x', ['orders.internal']), 'orders', '/api/x', { tokens: ['orders', 'payments'] }), ['wrong-route-token']);
+    assert.deepEqual(flagged(request('reverse', '/x', ['evil.internal']), undefined, '/x', { tokens: ['orders'] }), ['unrouted-destination']);
+    assert.deepEqual(flagged(request('reverse', '/admin', ['orders.internal']), 'orders', '/admin', { tokens: [] }), ['bypass']);
+    const checker = new FuzzChecker();
+    checker.observe({ route: route('orders'), id: 'smuggled-1.2', method: 'GET', url: '/admin', host: 'x', tokenRoutes: ['orders'] });
+    assert.deepEqual([...checker.summary().violations.keys()], ['unattributed']);
   });
 });

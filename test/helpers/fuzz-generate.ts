@@ -123,6 +123,13 @@ export interface FuzzRequest {
   readonly bytes: Buffer;
   /** Sent in the same write as the request after it (pipelining). */
   readonly pipelineNext: boolean;
+  /**
+   * The app hangs up mid-body: only this many bytes are sent, then the connection is closed
+   * (what a cancelled upload does; the sidecar must let go of the upstream request too).
+   */
+  readonly hangUpAfter?: number;
+  /** How long the app waits after those bytes before it closes (0-30 ms: before or after the sidecar forwarded). */
+  readonly hangUpDelayMs?: number;
 }
 
 const ROUTE_HOSTS = ['orders.internal', 'payments.internal', 'gw.internal', 'secure.internal'];
@@ -344,6 +351,10 @@ const SMUGGLED = (id: string) => `GET /admin HTTP/1.1\r\nHost: orders.internal\r
 function bodyOf(rng: Prng, method: string, id: string): { lines: string[]; body: string; expectContinue: boolean } {
   const wantsBody = ['POST', 'PUT', 'PATCH'].includes(method) ? rng.chance(0.9) : rng.chance(0.06);
   if (!wantsBody) return { lines: [], body: '', expectContinue: false };
+  if (rng.chance(0.04)) {
+    // Announced big, of which the lane sends only the head and a little: see hangUpAfter.
+    return { lines: rng.chance(0.5) ? ['Content-Length: 1000000'] : ['Transfer-Encoding: chunked'], body: rng.chance(0.5) ? 'x'.repeat(100) : '100\r\nxxxx', expectContinue: false };
+  }
   const payload = rng.chance(0.2) ? SMUGGLED(id) : rng.chance(0.05) ? LONG(rng, rng.int(1000, 30_000)) : `{"n":${rng.int(0, 1e6)}}`;
   const chunked = (p: string, ext = '', trailer = '') => `${p.length.toString(16)}${ext}\r\n${p}\r\n0\r\n${trailer}\r\n`;
   const shape = rng.weighted<string>([
@@ -407,6 +418,7 @@ export function generateRequest(seed: number, session: FuzzSession, index: numbe
   const target = session.mode === 'absolute' && rng.chance(0.92) ? absoluteTarget(rng, ports) : originTarget(rng, preferredPrefixes(session, hosts));
   const version = rng.chance(0.05) ? 'HTTP/1.0' : 'HTTP/1.1';
   const { lines: framing, body } = bodyOf(rng, method, id);
+  const truncated = framing.includes('Content-Length: 1000000') || (framing.includes('Transfer-Encoding: chunked') && body.startsWith('100\r\n'));
   const lines = [`X-Fuzz-Id: ${id}`, ...otherHeaders(rng), ...framing];
   // Host first (as clients send it), or somewhere in the middle.
   const position = rng.chance(0.8) ? 0 : rng.int(0, lines.length);
@@ -420,7 +432,8 @@ export function generateRequest(seed: number, session: FuzzSession, index: numbe
     hosts,
     // latin1: the raw bytes the generator chose, one byte per character (the non-ASCII words too).
     bytes: Buffer.from(head + body, 'latin1'),
-    pipelineNext: rng.chance(0.08),
+    pipelineNext: !truncated && rng.chance(0.08),
+    ...(truncated ? { hangUpAfter: Buffer.byteLength(head + body, 'latin1'), hangUpDelayMs: rng.int(0, 30) } : {}),
   };
 }
 

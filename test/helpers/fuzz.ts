@@ -15,7 +15,6 @@
 import { execFile } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,6 +23,7 @@ import { TOKEN_TYPE_ACCESS } from './harness.js';
 import { tempDir, type TempDir } from './loopback.js';
 import { connectTcp, openTunnel, type RawConnection, type ResponseResult } from './fuzz-client.js';
 import { FuzzChecker, type CheckSummary } from './fuzz-check.js';
+import type { ProcessUsage } from './fuzz-usage.js';
 import {
   connectPreamble,
   FUZZ_ROUTES,
@@ -46,61 +46,6 @@ export interface FuzzSidecar {
   /** Resident set size (bytes) and open file descriptors of the sidecar's process. */
   usage(): Promise<ProcessUsage>;
   close(): Promise<void>;
-}
-
-export interface ProcessUsage {
-  readonly rssBytes: number;
-  readonly openFds: number;
-}
-
-/** TCP sockets of the whole network namespace, by inode: "tcp :local -> :remote state XX". */
-function tcpSockets(): Map<string, { local: number; remote: number; text: string }> {
-  const sockets = new Map<string, { local: number; remote: number; text: string }>();
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10) continue;
-      const port = (a: string) => parseInt(a.split(':')[1] ?? '0', 16);
-      const local = port(f[1]!);
-      const remote = port(f[2]!);
-      sockets.set(f[9]!, { local, remote, text: `tcp :${local} -> :${remote} state ${f[3]}` });
-    }
-  }
-  return sockets;
-}
-
-/**
- * What this process's descriptors point at, TCP sockets named by their ports, leaving out
- * sockets to or from `excludePorts`. The fuzz excludes the STS: the sidecar's keep-alive
- * connections to it live as long as the STS keeps them (5 s for node), whatever the front does.
- */
-export function selfDescriptors(excludePorts: readonly number[] = []): string[] {
-  const sockets = tcpSockets();
-  const out: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    let target: string;
-    try {
-      target = readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      continue; // closed meanwhile (readdir's own descriptor among them)
-    }
-    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
-    const socket = inode === undefined ? undefined : sockets.get(inode);
-    if (socket && (excludePorts.includes(socket.local) || excludePorts.includes(socket.remote))) continue;
-    out.push(socket?.text ?? target);
-  }
-  return out.sort();
-}
-
-/** This process's RSS and open descriptors (/proc/self/fd, Linux), minus sockets of `excludePorts`. */
-export function selfUsage(excludePorts: readonly number[] = []): ProcessUsage {
-  return { rssBytes: process.memoryUsage.rss(), openFds: selfDescriptors(excludePorts).length };
 }
 
 /** Starts the sidecar with `config`; `stsPort` is the STS's, for usage() to leave out. */
@@ -261,6 +206,8 @@ export interface FuzzRunOptions {
   readonly modes?: readonly FuzzMode[];
   /** Called after each answered request (the bench's progress and soak figures). */
   readonly onProgress?: (sent: number) => void;
+  /** Checked before each session: true ends the run (the soak runs for a time, not a count). */
+  readonly stop?: () => boolean;
 }
 
 export interface FuzzRunStats {
@@ -305,6 +252,14 @@ function outcomeKey(r: ResponseResult): string {
 
 const UPGRADE_LINE = /\r\nupgrade:/i;
 
+/** Sends the start of `req` (its head and part of its body), waits a moment, then closes the connection. */
+async function hangUp(world: FuzzWorld, conn: RawConnection, req: FuzzRequest, upgradeAsked: FuzzRequest | undefined): Promise<void> {
+  world.checker.sent(req, upgradeAsked);
+  conn.write(req.bytes.subarray(0, req.hangUpAfter));
+  await new Promise((resolve) => setTimeout(resolve, req.hangUpDelayMs ?? 0));
+  conn.destroy();
+}
+
 /**
  * One session: its requests in order on one connection, reconnecting when the sidecar closes it.
  * Returns how many requests could not be sent (the connection could not be set up).
@@ -324,9 +279,21 @@ async function runSession(world: FuzzWorld, session: FuzzSession, requests: read
         conn = opened;
         upgradeAsked = undefined;
       }
+      const first = requests[i]!;
+      if (first.hangUpAfter !== undefined) {
+        await hangUp(world, conn, first, upgradeAsked);
+        state.sent += 1;
+        bump(state.sentByMode, session.mode);
+        bump(state.outcomes, 'hung up');
+        i += 1;
+        conn = undefined;
+        continue;
+      }
       // A request that asks for pipelining goes out in one write with the ones after it.
-      const batch = [requests[i]!];
-      while (batch.at(-1)!.pipelineNext && i + batch.length < requests.length && batch.length < 4) batch.push(requests[i + batch.length]!);
+      const batch = [first];
+      while (batch.at(-1)!.pipelineNext && i + batch.length < requests.length && batch.length < 4 && requests[i + batch.length]!.hangUpAfter === undefined) {
+        batch.push(requests[i + batch.length]!);
+      }
       for (const r of batch) {
         world.checker.sent(r, upgradeAsked);
         if (UPGRADE_LINE.test(r.bytes.toString('latin1', 0, 20_000))) upgradeAsked = r;
@@ -364,7 +331,7 @@ export async function runFuzz(world: FuzzWorld, options: FuzzRunOptions): Promis
   const take = (): FuzzSession | undefined => {
     for (;;) {
       // The second bound ends a run in which (almost) no connection can be set up.
-      if (planned >= options.count || sessions >= 2 * options.count) return undefined;
+      if (planned >= options.count || sessions >= 2 * options.count || options.stop?.()) return undefined;
       const session = generateSession(options.seed, nextSession++, world.ports);
       if (options.modes && !options.modes.includes(session.mode)) continue;
       const n = Math.min(session.requests, options.count - planned);
@@ -440,7 +407,8 @@ export async function steadyUsage(world: FuzzWorld, limit = Infinity, timeoutMs 
   return usage;
 }
 
-export type { CheckSummary };
+export type { CheckSummary, ProcessUsage };
+export { selfDescriptors, selfUsage } from './fuzz-usage.js';
 export { describeViolations } from './fuzz-check.js';
 
 /** A well-formed request on each way in, after the run: the sidecar must still answer 200 with the token. */
@@ -453,12 +421,22 @@ const PROBES: ReadonlyArray<{ readonly session: Omit<FuzzSession, 'index' | 'req
   { session: { mode: 'intercept', listener: 'shared', connectTo: 'secure.internal:443', sni: 'secure.internal' }, target: '/data/probe', host: 'secure.internal' },
 ];
 
-export async function probeEveryWayIn(world: FuzzWorld): Promise<{ failed: string[] }> {
-  const failed: string[] = [];
-  for (const [i, probe] of PROBES.entries()) {
-    const session: FuzzSession = { ...probe.session, index: -1, requests: 1 };
-    const id = `probe-${i}`;
-    const req: FuzzRequest = {
+/**
+ * Registers a request a caller writes itself (the soak's slow clients) with the checker, so the
+ * upstream can match it: `head` must carry `X-Fuzz-Id: <id>`. Sent on the shared listener by Host.
+ */
+export function registerShared(world: FuzzWorld, id: string, method: string, target: string, host: string, head: string): void {
+  const session: FuzzSession = { index: -1, mode: 'reverse', listener: 'shared', requests: 1 };
+  world.checker.sent({ id, session, method, target, hosts: [host], bytes: Buffer.from(head, 'latin1'), pipelineNext: false });
+}
+
+/** `count` well-formed GETs on the way in of PROBES[kind], on one connection. */
+function probeSession(kind: number, count: number, tag: string): { session: FuzzSession; requests: FuzzRequest[] } {
+  const probe = PROBES[kind % PROBES.length]!;
+  const session: FuzzSession = { ...probe.session, index: -1, requests: count };
+  const requests = Array.from({ length: count }, (_, i): FuzzRequest => {
+    const id = `${tag}-${kind}-${i}`;
+    return {
       id,
       session,
       method: 'GET',
@@ -467,8 +445,34 @@ export async function probeEveryWayIn(world: FuzzWorld): Promise<{ failed: strin
       bytes: Buffer.from(`GET ${probe.target} HTTP/1.1\r\nHost: ${probe.host}\r\nX-Fuzz-Id: ${id}\r\n\r\n`),
       pipelineNext: false,
     };
+  });
+  return { session, requests };
+}
+
+/**
+ * Well-formed requests on every way in, `lanes` connections at a time, sessions of 50, until
+ * `stop()`: the steady traffic of a soak. Returns the answers per status class.
+ */
+export async function runCleanLoad(world: FuzzWorld, lanes: number, stop: () => boolean): Promise<Record<string, number>> {
+  const state: LaneState = { sent: 0, sentByMode: {}, outcomes: {}, setupFailures: {} };
+  let next = 0;
+  const lane = async () => {
+    while (!stop()) {
+      const kind = next++;
+      const { session, requests } = probeSession(kind, 50, `clean${kind}`);
+      await runSession(world, session, requests, state, 5000);
+    }
+  };
+  await Promise.all(Array.from({ length: lanes }, lane));
+  return { ...state.outcomes, ...state.setupFailures };
+}
+
+export async function probeEveryWayIn(world: FuzzWorld): Promise<{ failed: string[] }> {
+  const failed: string[] = [];
+  for (const [i, probe] of PROBES.entries()) {
+    const { session, requests } = probeSession(i, 1, 'probe');
     const state: LaneState = { sent: 0, sentByMode: {}, outcomes: {}, setupFailures: {} };
-    await runSession(world, session, [req], state, 5000);
+    await runSession(world, session, requests, state, 5000);
     if (state.outcomes['2xx'] !== 1) failed.push(`${probe.session.mode} ${probe.session.connectTo ?? probe.session.listener} ${probe.target}: ${JSON.stringify({ ...state.outcomes, ...state.setupFailures })}`);
   }
   return { failed };
