@@ -37,6 +37,8 @@ export interface ChildStats {
   /** Resident set size now, bytes. */
   readonly rssBytes: number;
   readonly heapUsedBytes: number;
+  /** Open file descriptors now (Linux /proc/self/fd; the server may leave some out, e.g. the STS's). */
+  readonly openFds: number;
 }
 
 /** The upstream answers this path with a JSON echo of the request's authorization header. */

@@ -5,7 +5,12 @@
  * never an error: the exit code is non-zero only when the bench itself could not run.
  *
  * Knobs (env): BENCH_WARMUP_MS (1000), BENCH_DURATION_MS (4000), BENCH_CONNECTIONS (32),
- * BENCH_EXEC_ARGV_<ROLE> extra node flags for a child (see children.ts).
+ * BENCH_EXEC_ARGV_<ROLE> extra node flags for a child (see children.ts), BENCH_PARTS
+ * (throughput,fuzz,soak: which parts run), and those of the fuzz and the soak (./fuzz-soak.ts).
+ *
+ * Issue 10: after the throughput cases, a large run of the HTTP-front fuzz (200,000 requests,
+ * the invariant of test/fuzz-front.test.ts checked for each) and a soak under mixed load that
+ * prints the sidecar's RSS and open descriptors at its start, middle and end (./fuzz-soak.ts).
  *
  * The mTLS row: an https upstream that requires a client certificate, reached directly by
  * the generator presenting the workload certificate (direct-tls) and through a second
@@ -28,6 +33,7 @@ import { runLoad, type LoadResult } from './load.js';
 import { cpuAffinity, cpuSnapshot, machineUsage, type MachineUsage } from './machine.js';
 import { fmt, mb, table } from './report.js';
 import { startStsStub, type StsStub } from './sts-stub.js';
+import { FUZZ_SOAK_SETTINGS, fuzzSeed, fuzzSoakReport, runFuzzBench, runSoak, startBenchFuzzWorld, type FuzzBenchResult, type SoakResult } from './fuzz-soak.js';
 
 function envInt(name: string, fallback: number): number {
   const v = process.env[name];
@@ -40,6 +46,9 @@ const SETTINGS = {
   durationMs: envInt('BENCH_DURATION_MS', 4000),
   saturatingConnections: envInt('BENCH_CONNECTIONS', 32),
 };
+
+/** BENCH_PARTS: which parts run, comma-separated (default all): throughput, fuzz, soak. */
+const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'throughput,fuzz,soak').split(',').map((p) => p.trim()).filter(Boolean));
 
 /** From the design note. */
 const TARGETS = {
@@ -183,113 +192,118 @@ async function main(): Promise<void> {
   let sts: StsStub | undefined;
   const children: ServerChild[] = [];
   const pkiDir = mkdtempSync(join(tmpdir(), 'sts-sidecar-bench-'));
+  let throughput: ThroughputResult | undefined;
   try {
-    sts = await startStsStub();
-    const upstream = await startServerChild('upstream', {});
-    children.push(upstream);
-    const upstreamUrl = String(upstream.info['url']);
-    const sidecar = await startServerChild('sidecar', { stsTokenUrl: sts.tokenUrl, upstreamUrl });
-    children.push(sidecar);
-    const httpProxy = await startServerChild('http-proxy', { upstreamUrl, token: sts.token });
-    children.push(httpProxy);
-    log(`upstream ${upstreamUrl} (pid ${upstream.pid}), sidecar ${sidecar.info['url']} (pid ${sidecar.pid}), http-proxy ${httpProxy.info['url']} (pid ${httpProxy.pid}), STS ${sts.tokenUrl}`);
+    if (PARTS.has('throughput')) {
+      sts = await startStsStub();
+      const upstream = await startServerChild('upstream', {});
+      children.push(upstream);
+      const upstreamUrl = String(upstream.info['url']);
+      const sidecar = await startServerChild('sidecar', { stsTokenUrl: sts.tokenUrl, upstreamUrl });
+      children.push(sidecar);
+      const httpProxy = await startServerChild('http-proxy', { upstreamUrl, token: sts.token });
+      children.push(httpProxy);
+      log(`upstream ${upstreamUrl} (pid ${upstream.pid}), sidecar ${sidecar.info['url']} (pid ${sidecar.pid}), http-proxy ${httpProxy.info['url']} (pid ${httpProxy.pid}), STS ${sts.tokenUrl}`);
 
-    // mTLS: a CA, the upstream's server certificate and the workload's client certificate.
-    const ca = createCertificateAuthority({ commonName: 'bench CA' });
-    const serverCert = ca.issue({ commonName: 'localhost', subjectAltNames: ['127.0.0.1', 'localhost'], usage: 'server' });
-    const workload = ca.issue({ commonName: 'bench-workload', usage: 'client' });
-    const identity = { cert: join(pkiDir, 'tls.crt'), key: join(pkiDir, 'tls.key'), ca: join(pkiDir, 'ca.crt') };
-    writeFileSync(identity.cert, workload.certPem);
-    writeFileSync(identity.key, workload.keyPem);
-    writeFileSync(identity.ca, ca.certPem);
-    const tlsUpstream = await startServerChild('upstream', { tls: { key: serverCert.keyPem, cert: serverCert.certPem, ca: ca.certPem, requestClientCert: true } });
-    children.push(tlsUpstream);
-    const tlsUpstreamUrl = String(tlsUpstream.info['url']);
-    const mtlsSidecar = await startServerChild('sidecar', { stsTokenUrl: sts.tokenUrl, upstreamUrl: tlsUpstreamUrl, identity });
-    children.push(mtlsSidecar);
-    log(`mTLS upstream ${tlsUpstreamUrl} (pid ${tlsUpstream.pid}), mTLS sidecar ${mtlsSidecar.info['url']} (pid ${mtlsSidecar.pid})`);
+      // mTLS: a CA, the upstream's server certificate and the workload's client certificate.
+      const ca = createCertificateAuthority({ commonName: 'bench CA' });
+      const serverCert = ca.issue({ commonName: 'localhost', subjectAltNames: ['127.0.0.1', 'localhost'], usage: 'server' });
+      const workload = ca.issue({ commonName: 'bench-workload', usage: 'client' });
+      const identity = { cert: join(pkiDir, 'tls.crt'), key: join(pkiDir, 'tls.key'), ca: join(pkiDir, 'ca.crt') };
+      writeFileSync(identity.cert, workload.certPem);
+      writeFileSync(identity.key, workload.keyPem);
+      writeFileSync(identity.ca, ca.certPem);
+      const tlsUpstream = await startServerChild('upstream', { tls: { key: serverCert.keyPem, cert: serverCert.certPem, ca: ca.certPem, requestClientCert: true } });
+      children.push(tlsUpstream);
+      const tlsUpstreamUrl = String(tlsUpstream.info['url']);
+      const mtlsSidecar = await startServerChild('sidecar', { stsTokenUrl: sts.tokenUrl, upstreamUrl: tlsUpstreamUrl, identity });
+      children.push(mtlsSidecar);
+      log(`mTLS upstream ${tlsUpstreamUrl} (pid ${tlsUpstream.pid}), mTLS sidecar ${mtlsSidecar.info['url']} (pid ${mtlsSidecar.pid})`);
 
-    const bearer = `Bearer ${sts.token}`;
-    const targets: Target[] = [
-      { name: 'direct', description: 'generator -> upstream', origin: upstreamUrl, upstream, expectAuthorization: null },
-      {
-        name: 'sidecar',
-        description: 'generator -> sts-sidecar (cached token) -> upstream',
-        origin: String(sidecar.info['url']),
-        proxy: sidecar,
-        upstream,
-        expectAuthorization: bearer,
-      },
-      {
-        name: 'http-proxy',
-        description: 'generator -> http-proxy (proxyReq.setHeader) -> upstream',
-        origin: String(httpProxy.info['url']),
-        proxy: httpProxy,
-        upstream,
-        expectAuthorization: bearer,
-      },
-      {
-        name: 'direct-tls',
-        description: 'generator -> upstream over mTLS (the generator presents the workload certificate)',
-        origin: tlsUpstreamUrl,
-        connect: { ca: ca.certPem, cert: workload.certPem, key: workload.keyPem },
-        upstream: tlsUpstream,
-        expectAuthorization: null,
-        expectClientCert: 'bench-workload',
-      },
-      {
-        name: 'sidecar-mtls',
-        description: 'generator -> sts-sidecar (cached token, identity) -> upstream over mTLS',
-        origin: String(mtlsSidecar.info['url']),
-        proxy: mtlsSidecar,
-        upstream: tlsUpstream,
-        expectAuthorization: bearer,
-        expectClientCert: 'bench-workload',
-      },
-    ];
+      const bearer = `Bearer ${sts.token}`;
+      const targets: Target[] = [
+        { name: 'direct', description: 'generator -> upstream', origin: upstreamUrl, upstream, expectAuthorization: null },
+        {
+          name: 'sidecar',
+          description: 'generator -> sts-sidecar (cached token) -> upstream',
+          origin: String(sidecar.info['url']),
+          proxy: sidecar,
+          upstream,
+          expectAuthorization: bearer,
+        },
+        {
+          name: 'http-proxy',
+          description: 'generator -> http-proxy (proxyReq.setHeader) -> upstream',
+          origin: String(httpProxy.info['url']),
+          proxy: httpProxy,
+          upstream,
+          expectAuthorization: bearer,
+        },
+        {
+          name: 'direct-tls',
+          description: 'generator -> upstream over mTLS (the generator presents the workload certificate)',
+          origin: tlsUpstreamUrl,
+          connect: { ca: ca.certPem, cert: workload.certPem, key: workload.keyPem },
+          upstream: tlsUpstream,
+          expectAuthorization: null,
+          expectClientCert: 'bench-workload',
+        },
+        {
+          name: 'sidecar-mtls',
+          description: 'generator -> sts-sidecar (cached token, identity) -> upstream over mTLS',
+          origin: String(mtlsSidecar.info['url']),
+          proxy: mtlsSidecar,
+          upstream: tlsUpstream,
+          expectAuthorization: bearer,
+          expectClientCert: 'bench-workload',
+        },
+      ];
 
-    const injection: Record<string, string> = {};
-    for (const t of targets) {
-      injection[t.name] = await verify(t);
-      log(`verified ${t.name}: upstream got ${injection[t.name]}`);
-    }
-
-    const rssAtStart = {
-      sidecar: await sidecarRssFromMetrics(String(sidecar.info['adminUrl'])),
-      httpProxy: (await httpProxy.stats()).rssBytes,
-    };
-
-    const results: CaseResult[] = [];
-    for (const connections of [SETTINGS.saturatingConnections, 1]) {
+      const injection: Record<string, string> = {};
       for (const t of targets) {
-        log(`${t.name} @ ${connections} connection(s): ${SETTINGS.warmupMs} ms warm-up + ${SETTINGS.durationMs} ms window`);
-        results.push(await measureCase(t, connections));
+        injection[t.name] = await verify(t);
+        log(`verified ${t.name}: upstream got ${injection[t.name]}`);
       }
+
+      const rssAtStart = {
+        sidecar: await sidecarRssFromMetrics(String(sidecar.info['adminUrl'])),
+        httpProxy: (await httpProxy.stats()).rssBytes,
+      };
+
+      const results: CaseResult[] = [];
+      for (const connections of [SETTINGS.saturatingConnections, 1]) {
+        for (const t of targets) {
+          log(`${t.name} @ ${connections} connection(s): ${SETTINGS.warmupMs} ms warm-up + ${SETTINGS.durationMs} ms window`);
+          results.push(await measureCase(t, connections));
+        }
+      }
+
+      // Injection still right after all that load (e.g. no token refresh gone wrong).
+      for (const t of targets) await verify(t);
+      const sidecarRss = await sidecarRssFromMetrics(String(sidecar.info['adminUrl']));
+      const httpProxyRss = (await httpProxy.stats()).rssBytes;
+      const stsTokenRequests = sts.tokenRequests();
+
+      for (const c of children.splice(0)) await c.stop();
+      await sts.close();
+      sts = undefined;
+
+      log('token cache micro-benchmark');
+      const cache = runCacheBench();
+
+      throughput = { results, injection, sidecarRss, httpProxyRss, rssAtStart, stsTokenRequests, cache, targets };
     }
-
-    // Injection still right after all that load (e.g. no token refresh gone wrong).
-    for (const t of targets) await verify(t);
-    const sidecarRss = await sidecarRssFromMetrics(String(sidecar.info['adminUrl']));
-    const httpProxyRss = (await httpProxy.stats()).rssBytes;
-    const stsTokenRequests = sts.tokenRequests();
-
-    for (const c of children.splice(0)) await c.stop();
-    await sts.close();
-    sts = undefined;
-
-    log('token cache micro-benchmark');
-    const cache = runCacheBench();
-
-    report({ results, injection, sidecarRss, httpProxyRss, rssAtStart, stsTokenRequests, cache, targets, elapsedMs: Date.now() - started, cpuModel });
   } finally {
     for (const c of children) await c.stop().catch(() => undefined);
     await sts?.close();
     killAllChildren();
     rmSync(pkiDir, { recursive: true, force: true });
   }
+  const issue10 = await runIssue10Parts();
+  report(throughput, issue10, Date.now() - started, cpuModel);
 }
 
-function report(r: {
+interface ThroughputResult {
   results: CaseResult[];
   injection: Record<string, string>;
   sidecarRss: number | undefined;
@@ -298,9 +312,58 @@ function report(r: {
   stsTokenRequests: number;
   cache: CacheVariantResult[];
   targets: Target[];
-  elapsedMs: number;
-  cpuModel: string;
-}): void {
+}
+
+interface Issue10Result {
+  readonly seed: number;
+  readonly fuzz: FuzzBenchResult | undefined;
+  readonly soak: SoakResult | undefined;
+}
+
+/** The large fuzz run and the soak (issue 10), on one fuzz topology whose sidecar is a child. */
+async function runIssue10Parts(): Promise<Issue10Result> {
+  const seed = fuzzSeed();
+  if (!PARTS.has('fuzz') && !PARTS.has('soak')) return { seed, fuzz: undefined, soak: undefined };
+  const { world } = await startBenchFuzzWorld();
+  try {
+    const fuzz = PARTS.has('fuzz') ? await runFuzzBench(world, seed) : undefined;
+    const soak = PARTS.has('soak') ? await runSoak(world, seed) : undefined;
+    return { seed, fuzz, soak };
+  } finally {
+    await world.close();
+  }
+}
+
+function report(throughput: ThroughputResult | undefined, issue10: Issue10Result, elapsedMs: number, cpuModel: string): void {
+  const t = throughput ? throughputReport(throughput, cpuModel) : undefined;
+  const out = [...(t?.lines ?? [])];
+  out.push(...fuzzSoakReport(issue10.seed, issue10.fuzz, issue10.soak));
+  out.push(`whole run: ${fmt(elapsedMs / 1000, 1)} s`);
+  console.log(out.join('\n'));
+  const { fuzz, soak } = issue10;
+  const json = {
+    ...(t?.json ?? { version: 1, node: process.version, platform: `${platform()} ${arch()}`, cpus: cpus().length, cpuModel }),
+    parts: [...PARTS],
+    fuzz: fuzz && {
+      seed: issue10.seed,
+      settings: { count: FUZZ_SOAK_SETTINGS.fuzzCount, lanes: FUZZ_SOAK_SETTINGS.fuzzLanes },
+      sent: fuzz.stats.sent,
+      sessions: fuzz.stats.sessions,
+      seconds: round(fuzz.stats.seconds, 2),
+      sentByMode: fuzz.stats.sentByMode,
+      outcomes: fuzz.stats.outcomes,
+      setupFailures: fuzz.stats.setupFailures,
+      violations: fuzz.violations,
+      sidecarBefore: fuzz.before,
+      sidecarAfter: fuzz.after,
+    },
+    soak: soak && { seed: issue10.seed, settings: FUZZ_SOAK_SETTINGS, figures: soak.figures, fuzzSent: soak.fuzzSent, cleanAnswers: soak.cleanAnswers, held: soak.held, violations: soak.violations },
+    elapsedMs,
+  };
+  console.log(`BENCH_RESULT ${JSON.stringify(json)}`);
+}
+
+function throughputReport(r: ThroughputResult, cpuModel: string): { lines: string[]; json: Record<string, unknown> } {
   const sat = SETTINGS.saturatingConnections;
   const find = (target: string, conns: number) => r.results.find((c) => c.target === target && c.connections === conns);
   const d32 = find('direct', sat)!;
@@ -330,7 +393,7 @@ function report(r: {
   const out: string[] = [];
   out.push('');
   out.push(
-    `sts-sidecar bench: node ${process.version}, ${platform()} ${arch()}, ${cpus().length} CPUs (${r.cpuModel}), ${mb(totalmem())} RAM, ` +
+    `sts-sidecar bench: node ${process.version}, ${platform()} ${arch()}, ${cpus().length} CPUs (${cpuModel}), ${mb(totalmem())} RAM, ` +
       `CPU affinity ${cpuAffinity() ?? 'unknown'}, load average ${loadavg().map((v) => v.toFixed(2)).join(' ')} at the end`,
   );
   out.push(
@@ -424,15 +487,13 @@ function report(r: {
       'CPU µs/req is the per-process figure. 1-connection latencies include the kernel waking each process in the chain ' +
       '(on a VM, cross-vCPU wake-ups can dominate); `taskset -c 0 npm run bench` pins every process to one CPU for a software-only figure.',
   );
-  out.push(`whole run: ${fmt(r.elapsedMs / 1000, 1)} s`);
-  console.log(out.join('\n'));
 
   const json = {
     version: 1,
     node: process.version,
     platform: `${platform()} ${arch()}`,
     cpus: cpus().length,
-    cpuModel: r.cpuModel,
+    cpuModel: cpuModel,
     cpuAffinity: cpuAffinity() ?? null,
     settings: SETTINGS,
     stsTokenRequests: r.stsTokenRequests,
@@ -484,9 +545,8 @@ function report(r: {
         pctOfSidecarP50At1: round(v.pctOfSidecarP50At1, 4),
       })),
     },
-    elapsedMs: r.elapsedMs,
   };
-  console.log(`BENCH_RESULT ${JSON.stringify(json)}`);
+  return { lines: out, json };
 }
 
 process.on('exit', killAllChildren);

@@ -3,10 +3,13 @@
  * Each entry point in this folder calls serveChild() with a function that starts its
  * server from the options the parent sends and returns its info and a close().
  */
+import { readdirSync } from 'node:fs';
 import type { ChildReply, ChildRequest, ChildStats, ServerInfo } from '../ipc.js';
 
 export interface RunningServer {
   readonly info: ServerInfo;
+  /** Open descriptors worth reporting (default: every entry of /proc/self/fd). */
+  readonly openFds?: () => number;
   close(): Promise<void>;
 }
 
@@ -41,6 +44,7 @@ export function serveChild<O>(start: (options: O) => Promise<RunningServer>): vo
           elapsedUs: Number(process.hrtime.bigint() - timeMark) / 1000,
           rssBytes: mem.rss,
           heapUsedBytes: mem.heapUsed,
+          openFds: server?.openFds?.() ?? readdirSync('/proc/self/fd').length,
         };
         return stats;
       }
