@@ -140,10 +140,13 @@ export class Http2Exchange implements ResponseController {
     });
     stream.once('end', () => {
       if (this.#done || !this.#responded) return;
+      // node ends the readable side of a reset stream too: only a clean END_STREAM is an end.
+      if (stream.aborted || (stream.rstCode ?? constants.NGHTTP2_NO_ERROR) !== constants.NGHTTP2_NO_ERROR) return this.#onStreamGone(stream, undefined);
       this.#finish();
       this.#handler.onResponseEnd?.(this, this.#trailers);
     });
     stream.on('error', (err: Error) => this.#onStreamGone(stream, err));
+    stream.once('aborted', () => this.#onStreamGone(stream, undefined));
     stream.once('close', () => this.#onStreamGone(stream, undefined));
     if (body === null) this.#armHeadTimer();
     else this.#sendBody(stream);
