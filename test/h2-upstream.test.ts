@@ -23,7 +23,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import { parseConfig } from '../src/config/load.js';
+import { startDevSts } from '../src/devsts/index.js';
 import { eventually } from './helpers/eventually.js';
+import { startGrpcServer } from './helpers/grpc-server.js';
 import { startFakeSts, type FakeSts } from './helpers/fake-sts.js';
 import { closeAfter, startHarness, startUpstream, TOKEN_TYPE_ACCESS, type SidecarHarness } from './helpers/harness.js';
 import { tempDir } from './helpers/loopback.js';
@@ -376,3 +378,60 @@ describe('TLS upstreams: auto chooses by ALPN', () => {
   });
 });
 
+
+/** One gRPC length-prefixed message (gRPC over HTTP/2, "Length-Prefixed-Message") of EchoRequest{message, response_size}. */
+function grpcFrame(message: string, responseSize = 0): Buffer {
+  const text = Buffer.from(message);
+  const fields: Buffer[] = [Buffer.from([0x0a, text.length]), text];
+  if (responseSize) fields.push(Buffer.from([0x10]), varint(responseSize));
+  const body = Buffer.concat(fields);
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(body.length, 1);
+  return Buffer.concat([head, body]);
+}
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+
+describe('gRPC to a grpc-js server (h2c) from an HTTP/1.1 app', () => {
+  it("the seed's server admits the exchanged token; a 4 MiB reply and grpc-status arrive as chunked trailers", async (t) => {
+    const own = closeAfter(t);
+    const sts = own(await startDevSts());
+    const server = own(await startGrpcServer());
+    const sidecar = own(
+      await startHarness({
+        subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS },
+        sts: { url: sts.tokenUrl },
+        routes: [{ name: 'echo', host: 'echo.internal', listen: '127.0.0.1:0', upstream: `http://${server.address}`, audience: 'walrus', upstreamProtocol: 'h2c' }],
+      }),
+    );
+    const url = `${sidecar.sidecar.routeUrls['echo']}/stssidecar.test.Echo/Unary`;
+    const headers = { 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '10S' };
+    const reply = await send(url, { headers, body: grpcFrame('hello', 4 << 20) });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.trailers['grpc-status'], '0');
+    assert.equal(reply.trailers['x-echo-trailer'], 'done');
+    assert.equal(reply.headers['x-echo-method'], 'Unary');
+    assert.ok(reply.body.length > 4 << 20, `reply of ${reply.body.length} bytes`);
+    assert.equal(reply.body.readUInt32BE(1), reply.body.length - 5, 'one whole message');
+    assert.equal(server.calls[0]!.metadata['authorization'], 'Bearer iamthewalrus');
+  });
+
+  it('UNAUTHENTICATED from the server reaches the app as grpc-status 16', async (t) => {
+    const server = closeAfter(t)(await startGrpcServer());
+    const { sts, routeUrl } = await throughSidecar(t, `http://${server.address}`, { upstreamProtocol: 'h2c' });
+    const reply = await send(`${routeUrl}/stssidecar.test.Echo/Unary`, { headers: { 'content-type': 'application/grpc', te: 'trailers' }, body: grpcFrame('x') });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers['grpc-status'] ?? reply.trailers['grpc-status'], '16');
+    // The refused token was dropped: the next call is made with a fresh exchange.
+    await send(`${routeUrl}/stssidecar.test.Echo/Unary`, { headers: { 'content-type': 'application/grpc', te: 'trailers' }, body: grpcFrame('x') });
+    assert.equal(sts.issued.length, 2);
+  });
+});
