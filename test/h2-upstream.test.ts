@@ -285,6 +285,39 @@ describe('an HTTP/1.1 app through the sidecar to an h2c upstream', () => {
     assert.equal(cut, 'cut', 'the app saw its response cut, not a complete one');
   });
 
+  it('a stream that keeps talking outlives upstreamTimeoutSeconds; silence past limits.idleTimeoutSeconds cuts it; no head in time is 504', async (t) => {
+    const upstream = closeAfter(t)(await startH2Upstream());
+    const { routeUrl } = await throughSidecar(t, upstream.url, { upstreamProtocol: 'h2c', upstreamTimeoutSeconds: 0.2 }, { limits: { idleTimeoutSeconds: 0.4 } });
+    upstream.answer = (stream) => {
+      stream.respond({ ':status': 200 });
+      let sent = 0;
+      const tick = setInterval(() => {
+        if (stream.destroyed) return clearInterval(tick);
+        stream.write(`tick ${sent}\n`);
+        sent += 1;
+        if (sent === 8) {
+          clearInterval(tick);
+          stream.end();
+        }
+      }, 100);
+    };
+    const talking = await send(`${routeUrl}/talk`);
+    assert.equal(talking.status, 200);
+    assert.equal(talking.body.toString().split('\n').filter(Boolean).length, 8);
+
+    upstream.answer = (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.write('then silence');
+    };
+    const silent = await send(`${routeUrl}/silent`).then(() => 'complete', () => 'cut');
+    assert.equal(silent, 'cut');
+
+    upstream.answer = () => {}; // no head at all
+    const headless = await send(`${routeUrl}/headless`);
+    assert.equal(headless.status, 504);
+    assert.equal(headless.headers['x-sts-sidecar-error'], 'ERR_UPSTREAM_TIMEOUT');
+  });
+
   it('grpc-status 16 in the trailers drops the token: the next request carries a new one, once per window', async (t) => {
     const upstream = closeAfter(t)(await startH2Upstream());
     const { sts, routeUrl } = await throughSidecar(t, upstream.url, { upstreamProtocol: 'h2c' });
