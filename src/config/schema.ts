@@ -107,6 +107,18 @@ const routeSchema = z
      * virtual host behind the gateway with this route's token (issue 10).
      */
     preserveHost: z.boolean().default(false),
+    /**
+     * The protocol spoken to `upstream` (issue 12). `auto`: over https, TLS ALPN offers `h2` and
+     * `http/1.1` and the upstream's pick is used (learned on the first connection, per workload
+     * identity); over http, HTTP/1.1. `http1`: HTTP/1.1 only. `h2c`: cleartext HTTP/2 with prior
+     * knowledge (RFC 9113 3.3), for an http upstream only. Upgrades (WebSocket) always use HTTP/1.1.
+     */
+    upstreamProtocol: z.enum(['auto', 'http1', 'h2c']).default('auto'),
+    /**
+     * Time for the upstream's response headers, counted from the request's start on HTTP/1.1
+     * (and between body chunks there); on HTTP/2 from the end of the request body, a stream's
+     * silence after that being bounded by `limits.idleTimeoutSeconds` instead (gRPC streams).
+     */
     upstreamTimeoutSeconds: seconds(0.01).default(30),
     /** PEM trust anchors for an https upstream (default: identity.ca, else the system's). */
     ca: nonEmpty.optional(),
@@ -130,6 +142,9 @@ const routeSchema = z
     }
     if (r.preserveHost && !r.host) {
       ctx.addIssue({ code: 'custom', path: ['preserveHost'], message: 'needs "host": it is the Host header sent upstream' });
+    }
+    if (r.upstreamProtocol === 'h2c' && r.upstream.protocol === 'https:') {
+      ctx.addIssue({ code: 'custom', path: ['upstreamProtocol'], message: '"h2c" is cleartext HTTP/2: use an http:// upstream, or "auto" (ALPN) for https' });
     }
     if (r.upstream.search || r.upstream.hash) {
       ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'must not have a query or fragment' });

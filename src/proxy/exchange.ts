@@ -15,7 +15,7 @@ import { SidecarError, TokenUnavailableError } from '../errors.js';
 import type { ProxyContext, ProxyOutcome, ProxyRoute } from './context.js';
 import type { InboundRequest } from './inbound.js';
 import { recordOutcome, warnThrottled } from './outcome.js';
-import { hasBody, keepsOwnCredential, refusedMethod, upstreamRequestHeaders } from './policy.js';
+import { acceptsTrailers, hasBody, keepsOwnCredential, refusedMethod, requestTrailers, upstreamRequestHeaders } from './policy.js';
 import type { OutboundRequest, UpgradeHandler } from './transport/types.js';
 import { retryableAfter401, Upstream401Handler, type Upstream401Policy } from './upstream-401.js';
 
@@ -76,6 +76,8 @@ export abstract class Exchange implements Upstream401Policy {
         path: route.upstream.target(req.url ?? '/'),
         headers: upstreamRequestHeaders(route, req, token, this.#upgrade),
         body: withBody ? req : null,
+        trailers: withBody ? requestTrailers(route, req) : undefined,
+        acceptsTrailers: !this.#upgrade && acceptsTrailers(req),
         // A certificate-bound token travels on connections presenting its certificate (RFC 8705 3).
         identity: token?.identity,
       },

@@ -101,6 +101,8 @@ async function routesFromConfig(config: Config, wiring: ProxyWiring): Promise<Li
     const upstream = createUpstream({
       url: route.upstream,
       timeoutMs: route.upstreamTimeoutSeconds * 1000,
+      protocol: route.upstreamProtocol,
+      idleTimeoutMs: config.limits.idleTimeoutSeconds * 1000,
       tls: {
         ca: route.ca ? await readConfigFile(route.ca, `${keyPath}.ca`) : undefined,
         servername: route.servername,

@@ -79,3 +79,20 @@ export function headerValue(rawHeaders: readonly string[], lowerName: string): s
   }
   return undefined;
 }
+
+/**
+ * Trailer fields to pass on (either direction): not the hop-by-hop ones, nor any a trailer
+ * must not carry (RFC 9110 6.5.1: framing, routing, authentication; RFC 9113 8.1: no
+ * pseudo-header fields), nor `tokenHeader` (a token may only travel where the pipeline puts it).
+ */
+export function forwardTrailers(trailers: IncomingHttpHeaders, tokenHeader = 'authorization'): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const name in trailers) {
+    const value = trailers[name];
+    if (value === undefined || NOT_IN_TRAILERS.has(name) || HOP_BY_HOP.has(name) || name.startsWith(':') || name.startsWith('proxy-') || name === tokenHeader) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+const NOT_IN_TRAILERS = new Set(['content-length', 'content-encoding', 'content-type', 'content-range', 'authorization', 'cookie', 'set-cookie', 'www-authenticate']);

@@ -3,10 +3,11 @@
  * are never forwarded, whether the route's token is injected, and the header block sent
  * upstream (hop-by-hop fields removed before ours are added, Host from the route, the token).
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { CachedToken } from '../cache/token-provider.js';
 import { MethodNotAllowedError } from '../errors.js';
 import type { ProxyRoute } from './context.js';
-import { forwardRequestHeaders } from './headers.js';
+import { forwardRequestHeaders, forwardTrailers } from './headers.js';
 import type { InboundRequest } from './inbound.js';
 
 /**
@@ -59,10 +60,31 @@ export function upstreamRequestHeaders(route: ProxyRoute, req: InboundRequest, t
 }
 
 /**
- * Whether an HTTP/1.x request has a body to stream (RFC 9112 6.3). An HTTP/2 entry (issue 12)
- * needs its own answer: there a body is framed by DATA frames, without either field.
+ * Whether a request has a body to stream. HTTP/1.x frames it with Content-Length or
+ * Transfer-Encoding (RFC 9112 6.3). HTTP/2 frames it with DATA frames, usually without
+ * Content-Length (gRPC never sends one): there a request has none only when its HEADERS
+ * frame ended the stream (RFC 9113 8.1), which node:http2 reports as `endAfterHeaders`.
  */
 export function hasBody(req: InboundRequest): boolean {
   const length = req.headers['content-length'];
+  if (req.httpVersion === '2.0') {
+    const stream = (req as InboundRequest & { stream?: { endAfterHeaders?: boolean } }).stream;
+    return !stream?.endAfterHeaders && length !== '0';
+  }
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** The app accepts trailers (`TE: trailers`, RFC 9110 10.1.4): gRPC requires it on HTTP/2 (RFC 9113 8.2.2). */
+export function acceptsTrailers(req: InboundRequest): boolean {
+  const te = req.headers.te;
+  return te !== undefined && String(te).split(',').some((t) => t.split(';', 1)[0]!.trim().toLowerCase() === 'trailers');
+}
+
+/**
+ * The app's request trailers, filtered as the header block is (no framing, routing or
+ * credential fields, RFC 9110 6.5.1), read once its body has ended: node:http fills
+ * IncomingMessage.trailers at the end, node:http2 its request's on the trailing HEADERS frame.
+ */
+export function requestTrailers(route: ProxyRoute, req: InboundRequest): () => Record<string, string | string[]> {
+  return () => forwardTrailers((req as InboundRequest & { trailers?: IncomingHttpHeaders }).trailers ?? {}, route.tokenHeader);
 }

@@ -8,7 +8,7 @@ import type { SidecarError } from '../errors.js';
 import type { ProxyContext, ProxyRoute } from './context.js';
 import { Exchange } from './exchange.js';
 import type { InboundRequest, InboundResponse } from './inbound.js';
-import { relayResponseData, relayResponseStart } from './relay.js';
+import { relayResponseData, relayResponseEnd, relayResponseStart } from './relay.js';
 import { sendError, upstreamError } from './respond.js';
 import type { OutboundRequest, ResponseController, ResponseHandler } from './transport/types.js';
 
@@ -60,8 +60,8 @@ export class ProxiedRequest extends Exchange implements ResponseHandler {
     relayResponseData(this.#res, controller, chunk);
   }
 
-  onResponseEnd(): void {
-    this.#res.end();
+  onResponseEnd(_c: ResponseController, trailers: IncomingHttpHeaders): void {
+    relayResponseEnd(this.#res, trailers);
   }
 
   onResponseError(_c: ResponseController, err: Error): void {

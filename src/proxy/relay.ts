@@ -3,7 +3,7 @@
  * routed requests (pipeline.ts) and unrouted passthrough (forward/passthrough.ts) share.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { forwardResponseHeaders } from './headers.js';
+import { forwardResponseHeaders, forwardTrailers } from './headers.js';
 import type { InboundResponse } from './inbound.js';
 import type { ResponseController } from './transport/types.js';
 
@@ -38,4 +38,21 @@ export function relayInformational(res: InboundResponse, httpVersion: string, st
   } catch {
     // A Link node will not write (it validates the syntax): the hint is optional, drop it.
   }
+}
+
+/**
+ * The end of the answer, with the upstream's trailers (issue 12: gRPC's status travels there).
+ * Both node:http's ServerResponse and node:http2's compat response take them through
+ * addTrailers; node:http writes them only on a chunked response (an HTTP/1.0 app, or a body
+ * framed by Content-Length, has nowhere to put them, RFC 9112 7.1.2).
+ */
+export function relayResponseEnd(res: InboundResponse, trailers: IncomingHttpHeaders | undefined): void {
+  if (trailers) {
+    for (const _ in trailers) {
+      const fields = forwardTrailers(trailers);
+      (res as InboundResponse & { addTrailers?(headers: Record<string, string | string[]>): void }).addTrailers?.(fields);
+      break;
+    }
+  }
+  res.end();
 }

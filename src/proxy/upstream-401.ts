@@ -10,10 +10,18 @@
  * Only a request that is safe to send twice is retried, once: an idempotent method (RFC 9110
  * 9.2.2) without a body (the body has been streamed away). Any other 401 reaches the app,
  * as does an upgrade's (a handshake is never retried, but its 401 is reported).
+ *
+ * gRPC (issue 12) answers a refused credential with HTTP 200 and `grpc-status: 16`
+ * (UNAUTHENTICATED), in the trailers or, for a Trailers-Only response, in the head (gRPC over
+ * HTTP/2 protocol spec, "Responses"). It is reported the same way, under the same rate limit,
+ * and never retried: a gRPC request body is a stream already sent.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ResponseController, UpgradeHandler } from './transport/types.js';
+
+/** gRPC status code 16, UNAUTHENTICATED (grpc/doc/statuscodes.md). */
+const GRPC_UNAUTHENTICATED = '16';
 
 /** RFC 9110 9.2.2; TRACE is idempotent too but never forwarded with a token (issue 10 item 14). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -35,6 +43,7 @@ export class Upstream401Handler implements UpgradeHandler {
   readonly #policy: Upstream401Policy;
   readonly #retryable: boolean;
   #retrying = false;
+  #reported = false;
 
   constructor(inner: UpgradeHandler, policy: Upstream401Policy, retryable: boolean) {
     this.#inner = inner;
@@ -48,6 +57,7 @@ export class Upstream401Handler implements UpgradeHandler {
 
   onResponseStart(controller: ResponseController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     // invalidateToken() first: every 401 is reported, retryable or not.
+    if (statusCode >= 200 && headers['grpc-status'] === GRPC_UNAUTHENTICATED) this.#reportGrpc();
     if (statusCode === 401 && this.#policy.invalidateToken() && this.#retryable) {
       // Read and drop this answer (keeps the connection reusable), then retry.
       this.#retrying = true;
@@ -61,8 +71,16 @@ export class Upstream401Handler implements UpgradeHandler {
   }
 
   onResponseEnd(controller: ResponseController, trailers: IncomingHttpHeaders): void {
-    if (this.#retrying) this.#policy.retryWithFreshToken();
-    else this.#inner.onResponseEnd?.(controller, trailers);
+    if (this.#retrying) return this.#policy.retryWithFreshToken();
+    if (trailers['grpc-status'] === GRPC_UNAUTHENTICATED) this.#reportGrpc();
+    this.#inner.onResponseEnd?.(controller, trailers);
+  }
+
+  /** Once per exchange: a Trailers-Only answer carries its status in the head alone. */
+  #reportGrpc(): void {
+    if (this.#reported) return;
+    this.#reported = true;
+    this.#policy.invalidateToken();
   }
 
   onResponseError(controller: ResponseController, error: Error): void {

@@ -3,9 +3,9 @@
  * The pipeline builds one OutboundRequest and hands it, with a ResponseHandler, to the
  * route's UpstreamTransport; the transport reports the answer through the handler's
  * callbacks. Only the transport knows the wire: undici pools (transport/undici.ts) and a
- * connection of its own for upgrades (transport/http1-upgrade.ts) today; an HTTP/2 transport
- * (node:http2 sessions per identity generation, issue 12) goes beside them, and the stages
- * (method, header and 401 policy, relay, outcome) do not change.
+ * connection of its own for upgrades (transport/http1-upgrade.ts), node:http2 sessions per
+ * identity generation (transport/h2.ts, issue 12), and ALPN choosing between them
+ * (transport/auto.ts); the stages (method, header and 401 policy, relay, outcome) do not change.
  *
  * The handler is undici's dispatch-handler shape (lib/handler, `onRequestStart` ...
  * `onResponseError`), so an undici dispatcher takes it as it is and decorators compose the way
@@ -52,6 +52,16 @@ export interface OutboundRequest {
   /** Flat [name, value, ...], after the pipeline's header policy (Host and the token included). */
   readonly headers: string[];
   readonly body: Readable | null;
+  /**
+   * The app's request trailers, read once `body` has ended (`{}` when none), already filtered.
+   * Sent by the HTTP/2 transport; undici cannot send request trailers over HTTP/1.1.
+   */
+  readonly trailers?: (() => Record<string, string | string[]>) | undefined;
+  /**
+   * The app said it accepts trailers (`TE: trailers`): sent upstream on HTTP/2, the one TE value
+   * RFC 9113 8.2.2 allows there (gRPC requires it). HTTP/1.1 upstreams keep dropping TE.
+   */
+  readonly acceptsTrailers?: boolean | undefined;
   /** The certificate the injected token is bound to (RFC 8705 3): the connection must present it. */
   readonly identity: IdentityGeneration | undefined;
 }
