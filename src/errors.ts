@@ -68,7 +68,7 @@ export type UpstreamErrorCode =
   | 'ERR_UPSTREAM_TIMEOUT'
   /** TLS with the upstream failed (handshake or certificate). */
   | 'ERR_UPSTREAM_TLS'
-  /** Declared for other upstream failures; no code raises it today. */
+  /** The upstream broke the exchange otherwise: an HTTP/2 stream reset or closed early, an upgrade switched without a 101. */
   | 'ERR_UPSTREAM_FAILED';
 
 export type BoundTokenErrorCode =
