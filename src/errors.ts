@@ -59,7 +59,9 @@ export type ProxyErrorCode =
   /** A path whose meaning depends on who decodes it (encoded slash with dot-segments, backslash, NUL). */
   | 'ERR_PROXY_PATH_REJECTED'
   /** A method the sidecar will not forward with a token (TRACE, RFC 9110 section 9.3.8). */
-  | 'ERR_PROXY_METHOD_NOT_ALLOWED';
+  | 'ERR_PROXY_METHOD_NOT_ALLOWED'
+  /** A request that is malformed for routing: more than one Host field line (RFC 9112 section 3.2). */
+  | 'ERR_PROXY_BAD_REQUEST';
 
 export type UpstreamErrorCode =
   /** The connection to the upstream failed. */
@@ -206,6 +208,16 @@ export class ForwardLoopError extends SidecarError {
 export class PathRejectedError extends SidecarError {
   constructor(message: string) {
     super('ERR_PROXY_PATH_REJECTED', message, 400);
+  }
+}
+
+/**
+ * A request the sidecar cannot route as sent: two Host lines could name two routes, and the
+ * app and an upstream could disagree on which one counts (RFC 9112 3.2 asks for 400). 400.
+ */
+export class BadRequestError extends SidecarError {
+  constructor(message: string) {
+    super('ERR_PROXY_BAD_REQUEST', message, 400);
   }
 }
 

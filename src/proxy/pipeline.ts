@@ -5,7 +5,7 @@
  * meets the same stages (exchange.ts). A request no route takes is answered and counted here too.
  */
 import type { Duplex } from 'node:stream';
-import { RouteNotFoundError, SidecarError } from '../errors.js';
+import { BadRequestError, RouteNotFoundError, SidecarError } from '../errors.js';
 import type { ProxyContext, ProxyRoute } from './context.js';
 import type { InboundListener, InboundRequest, InboundResponse, UpgradeListener } from './inbound.js';
 import { recordUnrouted } from './outcome.js';
@@ -32,10 +32,17 @@ export interface Pipeline {
 }
 
 export function createPipeline(ctx: ProxyContext): Pipeline {
-  return {
+  const pipeline: Pipeline = {
     ctx,
-    request: (route, req, res) => new ProxiedRequest(route, req, res, ctx).start(),
-    upgrade: (route, req, socket, head) => new ProxiedUpgrade(route, req, socket, head, ctx).start(),
+    // Every entry, the forward proxy's too (which reads its destination, not Host), refuses two Host lines.
+    request(route, req, res) {
+      if (hostLines(req.rawHeaders) > 1) return pipeline.refuse(req, res, duplicateHost());
+      new ProxiedRequest(route, req, res, ctx).start();
+    },
+    upgrade(route, req, socket, head) {
+      if (hostLines(req.rawHeaders) > 1) return pipeline.refuseUpgrade(req, socket, duplicateHost());
+      new ProxiedUpgrade(route, req, socket, head, ctx).start();
+    },
     refuse(req, res, err) {
       const started = performance.now();
       sendError(res, err, undefined);
@@ -47,10 +54,21 @@ export function createPipeline(ctx: ProxyContext): Pipeline {
       recordUnrouted(ctx, req, err, started);
     },
   };
+  return pipeline;
+}
+
+const duplicateHost = () => new BadRequestError('the request has more than one Host field (RFC 9112 section 3.2)');
+
+/** RFC 9112 3.2: a request with more than one Host field line is answered 400, never routed. */
+function hostLines(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.length === 4 && rawHeaders[i]!.toLowerCase() === 'host') n++;
+  return n;
 }
 
 /** Runs a resolver: its route, or the error a refused target or a miss is answered with. */
 function resolveOrRefusal(resolve: RouteResolver, req: InboundRequest, miss: () => string): ProxyRoute | SidecarError {
+  if (hostLines(req.rawHeaders) > 1) return duplicateHost();
   try {
     return resolve(req) ?? new RouteNotFoundError(miss());
   } catch (err) {
