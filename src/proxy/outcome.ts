@@ -30,7 +30,9 @@ export function recordOutcome(ctx: ProxyContext, route: string, req: InboundRequ
 
 /** A request no route takes (404) or whose target is refused (400), answered already: counted as "unmatched". */
 export function recordUnrouted(ctx: ProxyContext, req: InboundRequest, err: SidecarError, started: number): void {
-  ctx.observer.finished('unmatched', err.status, (performance.now() - started) / 1000, requestDetail(req, err.status));
+  // A gRPC call was answered 200 with its status in grpc-status (respond.ts).
+  const status = answeredGrpcStatus(req) === undefined ? err.status : 200;
+  ctx.observer.finished('unmatched', status, (performance.now() - started) / 1000, requestDetail(req, status));
   if (ctx.logger.isLevelEnabled('debug')) {
     const what = err.code === 'ERR_ROUTE_NOT_FOUND' ? 'request matched no route' : 'request refused before routing';
     ctx.logger.debug({ method: req.method, host: req.headers.host, code: err.code }, what);
