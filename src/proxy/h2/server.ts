@@ -36,7 +36,7 @@ export interface InboundH2 {
   readonly server: Http2Server;
   /**
    * Serves one connection: a socket whose unread bytes start with the preface (left paused,
-   * sniff.ts), or a TLS socket that negotiated `h2`. Returns the session.
+   * preface.ts), or a TLS socket that negotiated `h2`. Returns the session.
    */
   serve(socket: Duplex): ServerHttp2Session;
   /** GOAWAY on every session (RFC 9113 6.8): streams in flight finish, no new ones start. */
