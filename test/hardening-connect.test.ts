@@ -183,8 +183,9 @@ describe('issue 10 items 21 and 22: CONNECT to routed destinations', () => {
   const handshakeLogs = (route: string) =>
     parsedLogs(h.logs).filter((l) => l['route'] === route && /TLS with the app failed on an intercepted tunnel/.test(String(l['msg'])));
 
-  it('item 22: openssl s_client -alpn h2: logged as no common ALPN protocol, not as an untrusted CA', async () => {
-    const r = await runClient('openssl', ['s_client', '-proxy', `127.0.0.1:${proxyPort}`, '-connect', 'payments.internal:443', '-servername', 'payments.internal', '-alpn', 'h2', '-CAfile', sidecarCa]);
+  it('item 22: openssl s_client -alpn h3: logged as no common ALPN protocol, not as an untrusted CA', async () => {
+    // Issue 12: h2 and http/1.1 are both served now; h3 is an ALPN the sidecar does not speak on TCP.
+    const r = await runClient('openssl', ['s_client', '-proxy', `127.0.0.1:${proxyPort}`, '-connect', 'payments.internal:443', '-servername', 'payments.internal', '-alpn', 'h3', '-CAfile', sidecarCa]);
     assert.match(r.stdout + r.stderr, /no application protocol/i);
     const line = await eventually(() => handshakeLogs('payments').find((l) => l['reason'] === 'no_common_alpn'), { what: 'the log line' });
     assert.equal(line['code'], 'ERR_SSL_NO_APPLICATION_PROTOCOL');
@@ -193,12 +194,12 @@ describe('issue 10 items 21 and 22: CONNECT to routed destinations', () => {
     assert.match(String(line['msg']), /ALPN/);
   });
 
-  it('item 22: a node:tls client that trusts the CA but offers only h2 gets no_application_protocol; logged as no common ALPN protocol', async () => {
+  it('item 22: a node:tls client that trusts the CA but offers only spdy/3.1 gets no_application_protocol; logged as no common ALPN protocol', async () => {
     const { status, socket } = await openTunnel(proxyPort, 'ledger.internal:443');
     assert.equal(status, 200);
     const ca = await readFile(sidecarCa, 'utf8');
     const code = await new Promise<string>((resolve) => {
-      const c = tlsConnect({ socket, servername: 'ledger.internal', ca, ALPNProtocols: ['h2'] });
+      const c = tlsConnect({ socket, servername: 'ledger.internal', ca, ALPNProtocols: ['spdy/3.1'] });
       c.once('secureConnect', () => resolve('handshake completed'));
       c.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
     });

@@ -80,11 +80,11 @@ export function createMetrics(routeNames: readonly string[]): SidecarMetrics {
     labelNames: ['route'] as const,
     registers: [registry],
   });
-  const requestTally = new Tally('route', 'status_class');
+  const requestTally = new Tally('route', 'status_class', 'protocol', 'grpc_status');
   new Counter({
     name: `${METRIC_PREFIX}proxy_requests_total`,
-    help: 'Requests and upgrades handled by the proxy, by route ("unmatched" when none) and response status class (1xx..5xx; "aborted" when the response never completed).',
-    labelNames: ['route', 'status_class'] as const,
+    help: 'Requests and upgrades handled by the proxy, by route ("unmatched" when none), response status class (1xx..5xx; "aborted" when the response never completed), protocol (h1, h2) and gRPC status (the code\'s name, e.g. ok, unavailable; "none" when not gRPC).',
+    labelNames: ['route', 'status_class', 'protocol', 'grpc_status'] as const,
     registers: [registry],
     collect() {
       requestTally.publish(this);
@@ -170,11 +170,14 @@ export function createMetrics(routeNames: readonly string[]): SidecarMetrics {
     bindingMismatch: (route) => bindingMismatches.labels(routeLabel(route)).inc(),
   };
   const proxyObserver: ProxyObserver = {
-    finished(route, outcome, seconds) {
+    finished(route, outcome, seconds, detail) {
       const r = routeLabel(route);
       // A response the app never got whole is not a success (issue 10 item 18).
       const cls = outcome === 'aborted' ? 'aborted' : statusClass(outcome);
-      requestTally.inc(`${r} ${cls}`, r, cls);
+      // Both from closed sets (proxy/outcome.ts, proxy/h2/grpc.ts).
+      const protocol = detail?.protocol ?? 'h1';
+      const grpc = detail?.grpcStatus ?? 'none';
+      requestTally.inc(`${r} ${cls} ${protocol} ${grpc}`, r, cls, protocol, grpc);
       durationChild(r).observe(seconds);
     },
     retriedAfter401: (route) => retries.labels(routeLabel(route)).inc(),

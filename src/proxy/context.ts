@@ -4,6 +4,7 @@
  * interface, never the STS.
  */
 import type { TokenProvider } from '../cache/token-provider.js';
+import type { GrpcStatusLabel } from './h2/grpc.js';
 import type { Logger } from '../log/logger.js';
 import type { LogThrottle } from '../log/throttle.js';
 import type { RoutableRoute } from './routing.js';
@@ -27,9 +28,19 @@ export interface ProxyRoute extends RoutableRoute {
  */
 export type ProxyOutcome = number | 'aborted';
 
+/** The protocol a request arrived in: HTTP/1.x, or HTTP/2 (issue 12). */
+export type InboundProtocol = 'h1' | 'h2';
+
+/** What else the metrics tell requests apart by; every value from a closed set. */
+export interface RequestDetail {
+  readonly protocol: InboundProtocol;
+  /** The gRPC status the app got (`none` for a request that is not gRPC). */
+  readonly grpcStatus: GrpcStatusLabel;
+}
+
 export interface ProxyObserver {
   /** Called once per request or upgrade that reached a route or was refused (`route` is "unmatched" then). */
-  finished(route: string, outcome: ProxyOutcome, seconds: number): void;
+  finished(route: string, outcome: ProxyOutcome, seconds: number, detail?: RequestDetail): void;
   retriedAfter401?(route: string): void;
 }
 

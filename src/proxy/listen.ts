@@ -1,5 +1,7 @@
 /**
- * Listening and graceful shutdown for the sidecar's node:http servers.
+ * Listening and graceful shutdown for the sidecar's node:http servers. A proxy listener also
+ * speaks cleartext HTTP/2 with prior knowledge on the same port (issue 12, RFC 9113 3.3): each
+ * connection's first bytes decide (h2/preface.ts).
  */
 import { createServer, type IncomingMessage, type Server, type RequestListener } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -15,7 +17,9 @@ import {
   type ListenerKind,
   type ListenerLimits,
 } from './limits.js';
-import type { UpgradeListener } from './inbound.js';
+import { createInboundH2, type InboundH2 } from './h2/server.js';
+import { sniffProtocol } from './h2/preface.js';
+import type { InboundListener, UpgradeListener } from './inbound.js';
 
 export interface ListeningServer {
   readonly server: Server;
@@ -38,6 +42,8 @@ export interface ListenOptions {
   readonly admit?: Admission;
   /** Handles CONNECT; without it node answers CONNECT by closing the connection. */
   readonly onConnect?: ConnectListener;
+  /** Serve cleartext HTTP/2 with prior knowledge too (default: on proxy listeners only; issue 12). */
+  readonly h2?: boolean;
 }
 
 export async function listenHttp(
@@ -49,6 +55,7 @@ export async function listenHttp(
   const { kind, limits } = options;
   const observer = options.observer ?? NO_CONNECTION_OBSERVER;
   const server = createServer(httpServerOptions(limits));
+  const h2 = (options.h2 ?? kind === 'proxy') ? sniffConnections(server, onRequest as InboundListener, options, observer) : undefined;
   guardServer(server, kind, limits, observer, { request: onRequest, upgrade: onUpgrade, connect: options.onConnect, admit: options.admit });
   capConnections(server, kind, limits, observer);
   // node:http forgets a socket once it is upgraded (or CONNECTed), so closeAllConnections()
@@ -71,11 +78,43 @@ export async function listenHttp(
     server,
     address: { host: info.address, port: info.port },
     url: `http://${host}:${info.port}`,
-    close: (drainMs = 0) => closeServer(server, sockets, drainMs),
+    close: (drainMs = 0) => closeServer(server, sockets, drainMs, h2),
   };
 }
 
-function closeServer(server: Server, sockets: Set<Socket>, drainMs: number): Promise<void> {
+/**
+ * Puts a sniffer in front of node:http's own connection listener: a connection opening with
+ * the HTTP/2 preface goes to an HTTP/2 session, any other to node:http as before. The other
+ * 'connection' listeners (the cap's count, the socket set) still see every socket at once.
+ */
+function sniffConnections(server: Server, onRequest: InboundListener, options: ListenOptions, observer: ConnectionObserver): InboundH2 {
+  const { kind, limits } = options;
+  const h2 = createInboundH2(kind, limits, observer, { request: onRequest, admit: options.admit });
+  const [nodeConnection] = server.rawListeners('connection') as Array<(socket: Socket) => void>;
+  server.removeListener('connection', nodeConnection!);
+  // Until the first bytes decide, the headers timeout applies (node:http's, answered as node does).
+  const headersTimeoutMs = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);
+  server.prependListener('connection', (socket: Socket) => {
+    const onError = () => socket.destroy();
+    socket.on('error', onError);
+    sniffProtocol(socket, Buffer.alloc(0), headersTimeoutMs, (protocol) => {
+      if (socket.destroyed) return;
+      // From here node:http or node:http2 handles the socket's errors.
+      if (protocol) socket.off('error', onError);
+      if (protocol === 'h2') return void h2.serve(socket);
+      if (protocol === 'h1') {
+        nodeConnection!.call(server, socket);
+        return void socket.resume();
+      }
+      observer.rejected(kind, 'headers_timeout');
+      socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      socket.destroySoon();
+    });
+  });
+  return h2;
+}
+
+function closeServer(server: Server, sockets: Set<Socket>, drainMs: number, h2: InboundH2 | undefined): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
     const timer = setTimeout(() => {
@@ -89,5 +128,7 @@ function closeServer(server: Server, sockets: Set<Socket>, drainMs: number): Pro
     });
     // Idle keep-alive sockets would otherwise hold close() open until they time out.
     server.closeIdleConnections();
+    // HTTP/2 sessions: GOAWAY, so streams in flight finish and idle sessions close now.
+    h2?.closeSessions();
   });
 }

@@ -1,12 +1,14 @@
 /**
  * The sidecar's own answers to an app: a JSON body with a stable code, never a token.
- * `{ error, code, route }` plus, where known, the code of the underlying cause.
+ * `{ error, code, route }` plus, where known, the code of the underlying cause. A gRPC request
+ * gets a gRPC status instead (issue 12), the same code in `x-sts-sidecar-error`.
  */
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { SidecarError, TokenUnavailableError, UpstreamError } from '../errors.js';
 import { scrub } from '../log/redact.js';
-import type { InboundResponse } from './inbound.js';
+import { grpcStatusOf, isGrpc, noteAnsweredGrpcStatus, percentEncodeGrpcMessage } from './h2/grpc.js';
+import type { InboundRequest, InboundResponse } from './inbound.js';
 
 export function errorBody(err: SidecarError, route: string | undefined): string {
   const body: Record<string, unknown> = { error: scrub(err.message), code: err.code, route: route ?? null };
@@ -24,6 +26,9 @@ export function sendError(res: InboundResponse, err: SidecarError, route: string
     res.destroy(err);
     return;
   }
+  // Both node:http's ServerResponse and node:http2's compat response keep their request.
+  const req = (res as { req?: InboundRequest }).req;
+  if (req && isGrpc(req.headers)) return sendGrpcError(req, res, err);
   const body = errorBody(err, route);
   res.writeHead(err.status, {
     'content-type': 'application/json',
@@ -32,6 +37,26 @@ export function sendError(res: InboundResponse, err: SidecarError, route: string
     'x-sts-sidecar-error': err.code,
   });
   res.end(body);
+}
+
+/**
+ * A failed call as gRPC reports one (PROTOCOL-HTTP2.md, Responses): HTTP 200, the status in
+ * `grpc-status` and `grpc-message`. Over HTTP/2 a Trailers-Only response, one HEADERS frame
+ * with END_STREAM, which is how a gRPC server answers a call it fails before any message.
+ */
+function sendGrpcError(req: InboundRequest, res: InboundResponse, err: SidecarError): void {
+  const status = grpcStatusOf(err);
+  noteAnsweredGrpcStatus(req, status);
+  const headers = {
+    'content-type': 'application/grpc',
+    'grpc-status': String(status),
+    'grpc-message': percentEncodeGrpcMessage(scrub(err.message)),
+    'x-sts-sidecar-error': err.code,
+  };
+  const stream = (res as { stream?: { respond(headers: Record<string, string | number>, options: { endStream: boolean }): void } }).stream;
+  if (stream) return stream.respond({ ':status': 200, ...headers }, { endStream: true });
+  res.writeHead(200, { ...headers, 'content-length': 0 });
+  res.end();
 }
 
 /** The same answer written straight to a raw socket (upgrade requests have no ServerResponse). */

@@ -20,10 +20,25 @@ export function normalizeRequestUrl(req: InboundRequest): string {
   return url;
 }
 
-/** The shared proxy listener: Host and path select the route. */
+/**
+ * The authority a request names: HTTP/2's `:authority` (RFC 9113 8.3.1; clients generating
+ * HTTP/2 send it instead of Host, and node:http2 keeps it as a header), else Host. A request
+ * carrying both, naming different hosts, is malformed there (a server SHOULD treat it so):
+ * it names no authority, so no route takes it.
+ */
+export function requestAuthority(req: InboundRequest): string | undefined {
+  const host = req.headers.host;
+  const pseudo = req.headers[':authority'];
+  const authority = typeof pseudo === 'string' && pseudo !== '' ? pseudo : undefined;
+  if (authority === undefined) return host;
+  if (host !== undefined && host.toLowerCase() !== authority.toLowerCase()) return undefined;
+  return authority;
+}
+
+/** The shared proxy listener: the authority (Host, or HTTP/2's :authority) and path select the route. */
 export function sharedRouteResolver(routes: readonly ProxyRoute[]): RouteResolver {
   const table = new RouteTable(routes);
-  return (req) => (req.url?.startsWith('/') ? table.match(req.headers.host, normalizeRequestUrl(req)) : undefined);
+  return (req) => (req.url?.startsWith('/') ? table.match(requestAuthority(req), normalizeRequestUrl(req)) : undefined);
 }
 
 /** A route's dedicated listener: every request belongs to that route, if under its pathPrefix. */
@@ -35,7 +50,7 @@ export function dedicatedRouteResolver(route: ProxyRoute): RouteResolver {
 export function reverseEntry(pipeline: Pipeline, routes: readonly ProxyRoute[]): Entry {
   const resolve = sharedRouteResolver(routes);
   return {
-    request: requestEntry(pipeline, resolve, (req) => `no route for host "${req.headers.host ?? ''}" and this path`),
+    request: requestEntry(pipeline, resolve, (req) => `no route for host "${requestAuthority(req) ?? ''}" and this path`),
     upgrade: upgradeEntry(pipeline, resolve),
   };
 }

@@ -3,9 +3,12 @@
  * destination and on its first bytes:
  *   - no route serves host:port: spliced untouched (no token), or 403 under `forward.unmatched: deny`;
  *   - a route does, and the app speaks plain HTTP in the tunnel (undici's proxy agents CONNECT
- *     even for http:// targets): parsed as HTTP, so each request gets its route's token;
+ *     even for http:// targets, gRPC clients behind http_proxy / grpc_proxy too): parsed as
+ *     HTTP/1.1, or as HTTP/2 when its first bytes are the preface (issue 12, RFC 9113 3.3), so
+ *     each request gets its route's token;
  *   - a route does and the app starts TLS: with `intercept: true` the sidecar terminates it with
- *     a leaf from the interception CA and parses HTTP inside; otherwise the tunnel is spliced
+ *     a leaf from the interception CA, offering `h2` and `http/1.1` (RFC 7301), and serves the
+ *     protocol negotiated; otherwise the tunnel is spliced
  *     untouched and a log line says that no token could be added. Such a destination is dialled
  *     before the 200 (issue 10 item 21), so an unreachable one gets 502 as an unrouted one does.
  * The sidecar never authenticates the app (it listens on loopback): Proxy-Authorization on the
@@ -15,13 +18,14 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { ForwardDeniedError, SidecarError } from '../../errors.js';
+import { sniffProtocol, type SniffedProtocol } from '../h2/preface.js';
 import { sendErrorOnSocket, upstreamError } from '../respond.js';
 import type { ProxyContext } from '../context.js';
 import type { RouteTable } from '../routing.js';
 import { authority, DEFAULT_PORT, dialName, parseAuthority, type Destination, type Scheme } from './destination.js';
 import type { DialPolicy } from './dial-policy.js';
 import type { LeafCertificateCache } from './leaf-cache.js';
-import { CONNECT_ESTABLISHED, firstBytes, ReplayedSocket, splice, type OpenTunnel } from './tunnel.js';
+import { CONNECT_ESTABLISHED, FIRST_BYTES_TIMEOUT_MS, firstBytes, ReplayedSocket, splice, type OpenTunnel } from './tunnel.js';
 import type { ForwardObserver, ForwardResult, ForwardRoute } from './types.js';
 
 /** RFC 8446 5.1: a TLS connection opens with a handshake record, ContentType 22. */
@@ -38,8 +42,11 @@ export interface ConnectHandlerOptions {
   readonly policy: DialPolicy;
   /** limits.idleTimeoutSeconds for spliced tunnels. */
   readonly idleTimeoutMs: number;
-  /** Hands a tunnel that carries HTTP (plain, or decrypted) to the sidecar's HTTP parser. */
-  serveHttp(socket: Duplex, scheme: Scheme, destination: Destination): void;
+  /**
+   * Hands a tunnel that carries HTTP (plain, or decrypted) to the sidecar's HTTP/1.1 parser or
+   * its HTTP/2 sessions. A plain socket arrives paused, its first bytes put back.
+   */
+  serveHttp(socket: Duplex, scheme: Scheme, destination: Destination, protocol: SniffedProtocol): void;
 }
 
 export function createConnectHandler(options: ConnectHandlerOptions): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
@@ -112,8 +119,9 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
       tls = new TLSSocket(new ReplayedSocket(socket, first), {
         isServer: true,
         secureContext: leaves.contextFor(dialName(destination)),
-        // The decrypted side is parsed by node:http, which speaks HTTP/1.1 only.
-        ALPNProtocols: ['http/1.1'],
+        // RFC 7301 3.2: the server picks by its own preference among the client's offers;
+        // h2 first, as gRPC clients offer only h2 and browsers-like clients offer both.
+        ALPNProtocols: ['h2', 'http/1.1'],
       });
     } catch (err) {
       // Issuing the leaf failed (e.g. a loaded CA key the signer cannot use): no tunnel, no crash.
@@ -135,7 +143,8 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
     };
     tls.once('secure', () => {
       settled = true;
-      options.serveHttp(tls, 'https', destination);
+      // A client that offered no ALPN at all speaks HTTP/1.1 (RFC 9113 3.2 requires h2 to be negotiated).
+      options.serveHttp(tls, 'https', destination, tls.alpnProtocol === 'h2' ? 'h2' : 'h1');
     });
     tls.on('error', (err: NodeJS.ErrnoException) => {
       tls.destroy();
@@ -191,10 +200,12 @@ export function createConnectHandler(options: ConnectHandlerOptions): (req: Inco
       if (first[0] !== TLS_HANDSHAKE) {
         dialled?.release();
         observer.forwarded('connect', 'http');
-        socket.unshift(first);
-        options.serveHttp(socket, 'http', destination);
-        socket.resume();
-        return;
+        // HTTP/1.1, or HTTP/2 with prior knowledge (its preface), decided on the first bytes.
+        return sniffProtocol(socket, first, FIRST_BYTES_TIMEOUT_MS, (protocol) => {
+          if (!protocol || socket.destroyed) return void socket.destroy();
+          options.serveHttp(socket, 'http', destination, protocol);
+          if (protocol === 'h1') socket.resume();
+        });
       }
       const route = forHttps?.[0];
       if (!route) {
@@ -242,7 +253,7 @@ export function describeHandshakeFailure(code: string | undefined): HandshakeFai
   if (code === 'ERR_SSL_NO_APPLICATION_PROTOCOL') {
     return {
       reason: 'no_common_alpn',
-      message: 'TLS with the app failed on an intercepted tunnel: the app offered no ALPN protocol the sidecar speaks there (http/1.1 only; an app offering only h2 cannot be intercepted)',
+      message: 'TLS with the app failed on an intercepted tunnel: the app offered no ALPN protocol the sidecar speaks there (it speaks h2 and http/1.1)',
     };
   }
   if (code !== undefined && CERTIFICATE_ALERT.test(code)) {

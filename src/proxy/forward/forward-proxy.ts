@@ -11,9 +11,11 @@
  * `forward.unmatched: deny`). Redirects are answered to the app, never followed.
  */
 import { createServer } from 'node:http';
+import type { Http2ServerRequest, ServerHttp2Session } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { ForwardDeniedError, ForwardTargetError, PathRejectedError, type SidecarError } from '../../errors.js';
 import type { Entry, InboundRequest, InboundResponse } from '../inbound.js';
+import { createInboundH2 } from '../h2/server.js';
 import { guardServer, httpServerOptions, NO_CONNECTION_OBSERVER, startTimeoutChecks, type ConnectionObserver, type ListenerLimits } from '../limits.js';
 import type { ConnectListener } from '../listen.js';
 import { upgradeEntry, type Pipeline } from '../pipeline.js';
@@ -112,21 +114,24 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
     sendError(res, err, undefined);
   };
 
-  // Tunnels that carry HTTP are parsed by this server: it never listens, the CONNECT handler
-  // hands it sockets. Requests are matched against the tunnel's destination.
+  /** A request parsed inside a tunnel, HTTP/1.1 or HTTP/2 alike. */
+  const tunnelRequest = (tunnel: Tunnel | undefined, req: InboundRequest, res: InboundResponse) => {
+    const url = req.url ?? '/';
+    if (!tunnel) return void res.destroy();
+    // RFC 9112 3.2.1: inside a tunnel the app talks to the origin, so origin-form only.
+    if (!url.startsWith('/')) return invalid(res, 'tunnel_request', new ForwardTargetError('requests inside a CONNECT tunnel must use origin-form targets'));
+    forward(req, res, 'tunnel_request', tunnel.scheme, tunnel.destination, url);
+  };
+
+  // Tunnels that carry HTTP/1.1 are parsed by this server: it never listens, the CONNECT
+  // handler hands it sockets. Requests are matched against the tunnel's destination.
   const tunnels = new WeakMap<Duplex, Tunnel>();
   // Its sockets were counted (and capped) by the proxy listener that accepted them.
+  const connections = options.connections ?? NO_CONNECTION_OBSERVER;
   const inner = createServer(httpServerOptions(options.limits));
-  guardServer(inner, 'proxy', options.limits, options.connections ?? NO_CONNECTION_OBSERVER, {
+  guardServer(inner, 'proxy', options.limits, connections, {
     admit: (req) => options.policy.admit(req),
-    request(req, res) {
-      const tunnel = tunnels.get(req.socket);
-      const url = req.url ?? '/';
-      if (!tunnel) return void res.destroy();
-      // RFC 9112 3.2.1: inside a tunnel the app talks to the origin, so origin-form only.
-      if (!url.startsWith('/')) return invalid(res, 'tunnel_request', new ForwardTargetError('requests inside a CONNECT tunnel must use origin-form targets'));
-      forward(req, res, 'tunnel_request', tunnel.scheme, tunnel.destination, url);
-    },
+    request: (req, res) => tunnelRequest(tunnels.get(req.socket), req, res),
     upgrade: upgradeEntry(pipeline, (req) => {
       const tunnel = tunnels.get(req.socket);
       const url = req.url ?? '/';
@@ -134,6 +139,15 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
     }),
   });
   startTimeoutChecks(inner);
+
+  // Tunnels that carry HTTP/2 (cleartext with prior knowledge, or `h2` negotiated on intercepted
+  // TLS; issue 12): a session per tunnel, told apart by the session (a compat request's socket
+  // is a proxy object, not the tunnel's socket).
+  const sessionTunnels = new WeakMap<ServerHttp2Session, Tunnel>();
+  const innerH2 = createInboundH2('proxy', options.limits, connections, {
+    admit: (req) => options.policy.admit(req),
+    request: (req, res) => tunnelRequest(sessionTunnels.get((req as Http2ServerRequest).stream.session as ServerHttp2Session), req, res),
+  });
 
   const connectListener = createConnectHandler({
     table,
@@ -143,7 +157,8 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
     observer,
     policy: options.policy,
     idleTimeoutMs: options.limits.idleTimeoutMs,
-    serveHttp(socket, scheme, destination) {
+    serveHttp(socket, scheme, destination, protocol) {
+      if (protocol === 'h2') return void sessionTunnels.set(innerH2.serve(socket), { scheme, destination });
       tunnels.set(socket, { scheme, destination });
       inner.emit('connection', socket);
     },
@@ -175,6 +190,7 @@ export function createForwardProxy(options: ForwardProxyOptions): ForwardProxy {
     connectListener,
     async close() {
       inner.close();
+      innerH2.closeSessions();
       await passthrough.close();
     },
   };
