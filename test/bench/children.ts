@@ -9,7 +9,7 @@ import type { ChildOp, ChildReply, ChildStats, ServerInfo } from './ipc.js';
 
 const live = new Set<ChildProcess>();
 
-export type ServerRole = 'upstream' | 'sidecar' | 'http-proxy' | 'fuzz-sidecar';
+export type ServerRole = 'upstream' | 'sidecar' | 'http-proxy' | 'fuzz-sidecar' | 'h2-upstream';
 
 export interface ServerChild {
   readonly role: ServerRole;

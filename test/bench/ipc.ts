@@ -46,3 +46,6 @@ export const ECHO_AUTH_PATH = '/__bench/echo-authorization';
 
 /** The path every load request uses. */
 export const LOAD_PATH = '/bench/hello';
+
+/** The one gRPC method of the HTTP/2 bench upstream (servers/h2-upstream.ts): raw bytes echoed. */
+export const BENCH_UNARY_PATH = '/bench.Echo/Unary';

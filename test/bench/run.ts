@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { createCertificateAuthority } from '../../src/pki/certificates.js';
 import { Pool, request } from 'undici';
 import { runCacheBench, type CacheVariantResult } from './cache-bench.js';
+import { h2Json, h2Report, runH2Bench, type H2BenchResult } from './h2-bench.js';
 import { killAllChildren, startServerChild, type ServerChild } from './children.js';
 import { ECHO_AUTH_PATH, LOAD_PATH, type ChildStats } from './ipc.js';
 import { runLoad, type LoadResult } from './load.js';
@@ -285,13 +286,15 @@ async function main(): Promise<void> {
       const stsTokenRequests = sts.tokenRequests();
 
       for (const c of children.splice(0)) await c.stop();
+      // HTTP/2 rows (issue 12), on their own servers once the HTTP/1.1 ones are stopped.
+      const h2 = await runH2Bench({ stsTokenUrl: sts.tokenUrl, token: sts.token, concurrency: SETTINGS.saturatingConnections, log });
       await sts.close();
       sts = undefined;
 
       log('token cache micro-benchmark');
       const cache = runCacheBench();
 
-      throughput = { results, injection, sidecarRss, httpProxyRss, rssAtStart, stsTokenRequests, cache, targets };
+      throughput = { results, injection, sidecarRss, httpProxyRss, rssAtStart, stsTokenRequests, cache, h2, targets };
     }
   } finally {
     for (const c of children) await c.stop().catch(() => undefined);
@@ -311,6 +314,7 @@ interface ThroughputResult {
   rssAtStart: { sidecar: number | undefined; httpProxy: number };
   stsTokenRequests: number;
   cache: CacheVariantResult[];
+  h2: H2BenchResult;
   targets: Target[];
 }
 
@@ -451,6 +455,9 @@ function throughputReport(r: ThroughputResult, cpuModel: string): { lines: strin
     ),
   );
 
+  out.push('');
+  out.push(h2Report(r.h2));
+
   // Cache: per-lookup cost against what one proxied request costs the sidecar.
   const sidecarCpuUs = s32.cpu.proxyUs ?? 1e6 / s32.load.rps;
   const sidecarP50At1Us = s1.load.latency.p50Us;
@@ -531,6 +538,7 @@ function throughputReport(r: ThroughputResult, cpuModel: string): { lines: strin
       sidecarMtlsP50AddedMsAt1: round(mtlsP50AddedMs, 4),
       sidecarMtlsCpuUsPerRequest: round(m32.cpu.proxyUs, 2),
     },
+    h2: h2Json(r.h2),
     targets: { ...TARGETS, met },
     cacheBench: {
       sidecarCpuUsPerRequest: round(sidecarCpuUs, 2),

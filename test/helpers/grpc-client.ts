@@ -166,3 +166,28 @@ export async function callError(call: Promise<unknown>): Promise<grpc.ServiceErr
   }
   throw new Error('the call succeeded; a gRPC error was expected');
 }
+
+/** The variables grpc-js consults for a proxy (grpc_proxy first, then https_proxy, http_proxy) and its exceptions. */
+const PROXY_VARIABLES = ['grpc_proxy', 'https_proxy', 'http_proxy', 'no_grpc_proxy', 'no_proxy'] as const;
+
+/**
+ * A client of `target` built as an app started with `http_proxy=<proxyUrl>` builds it.
+ * grpc-js reads the proxy variables once, when the channel is made (its http_proxy.ts
+ * mapProxyName), then dials the proxy and sends `CONNECT target` for every connection,
+ * cleartext targets included, and speaks h2c or TLS inside the tunnel. The variables are
+ * set only while the channel is made (synchronously, so nothing else in the process sees
+ * them) and restored after.
+ */
+export function createEchoClientThroughProxyEnv(target: string, proxyUrl: string, options: GrpcClientOptions = {}): EchoClient {
+  const saved = PROXY_VARIABLES.map((name) => [name, process.env[name]] as const);
+  for (const name of PROXY_VARIABLES) delete process.env[name];
+  process.env['http_proxy'] = proxyUrl;
+  try {
+    return createEchoClient(target, options);
+  } finally {
+    for (const [name, value] of saved) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+}

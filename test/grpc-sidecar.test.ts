@@ -1,0 +1,307 @@
+/**
+ * Issue 12: gRPC through the sidecar, with a client and a server no one here wrote
+ * (@grpc/grpc-js both sides). The app speaks h2c with prior knowledge to a route port
+ * (RFC 9113 section 3.3) and sends no token; the sidecar exchanges the seed's
+ * `iamtheeggman` at the reference STS for `iamthewalrus` and calls the seed's gRPC server,
+ * which lets in only `authorization: Bearer iamthewalrus`, over h2c
+ * (`upstreamProtocol: h2c`) and over TLS (`https://` with `ca`, `upstreamProtocol: auto`,
+ * ALPN h2). The same checks as test/grpc-direct.test.ts, so a failure here is the
+ * sidecar's, not the harness's: every call type, metadata, headers and trailers (text and
+ * -bin), a deadline, cancellation in both directions, 4 MiB messages under flow control,
+ * a stream outliving upstreamTimeoutSeconds; then the sidecar's own failures shaped as
+ * gRPC answers them (gRPC over HTTP/2 spec: HTTP 200, grpc-status, grpc-message, as
+ * Trailers-Only), and grpc-status 16 from the server dropping the token as a 401 does.
+ */
+import { after, before, describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { startDevSts, type DevSts } from '../src/devsts/index.js';
+import { eventually } from './helpers/eventually.js';
+import { TOKEN_TYPE_ACCESS, startHarness, type SidecarHarness } from './helpers/harness.js';
+import { tempDir, type TempDir } from './helpers/loopback.js';
+import { createTestPki } from './helpers/pki.js';
+import { closedPort } from './helpers/grpc-h2-upstream.js';
+import { callError, createEchoClient, type EchoClient } from './helpers/grpc-client.js';
+import { SEED_AUTHORIZATION, isPayload, payloadOf } from './helpers/grpc-proto.js';
+import { startGrpcServer, type TestGrpcServer } from './helpers/grpc-server.js';
+
+const MiB = 1024 * 1024;
+/** Short on purpose: the long-stream tests outlive it several times over. */
+const UPSTREAM_TIMEOUT_SECONDS = 1;
+
+const pki = createTestPki('grpc sidecar CA');
+let dir: TempDir;
+let caFile: string;
+let sts: DevSts;
+let h2cServer: TestGrpcServer;
+let tlsServer: TestGrpcServer;
+let sidecar: SidecarHarness;
+
+/** The reference STS with the seed's one rule; an hour-long token so no refresh happens mid-test. */
+function startSeedSts(): Promise<DevSts> {
+  return startDevSts({ staticRules: [{ subjectToken: 'iamtheeggman', issuedToken: 'iamthewalrus', lifetimeSeconds: 3600 }] });
+}
+
+const subject = { subjectToken: { value: 'iamtheeggman', type: TOKEN_TYPE_ACCESS } };
+
+/** `host:port` a grpc-js client dials for a route's dedicated listener. */
+function routeTarget(h: SidecarHarness, route: string): string {
+  const url = h.sidecar.routeUrls[route];
+  assert.ok(url, `route ${route} has a listener`);
+  return new URL(url).host;
+}
+
+before(async () => {
+  dir = await tempDir('sts-sidecar-grpc-sidecar-');
+  caFile = join(dir.path, 'ca.pem');
+  await writeFile(caFile, pki.ca.certPem);
+  sts = await startSeedSts();
+  h2cServer = await startGrpcServer();
+  tlsServer = await startGrpcServer({ tls: { cert: pki.server.certPem, key: pki.server.keyPem } });
+  const down = await closedPort();
+  sidecar = await startHarness({
+    ...subject,
+    sts: { url: sts.tokenUrl },
+    routes: [
+      { name: 'h2c', listen: '127.0.0.1:0', upstream: `http://${h2cServer.address}`, upstreamProtocol: 'h2c', upstreamTimeoutSeconds: UPSTREAM_TIMEOUT_SECONDS },
+      { name: 'tls', listen: '127.0.0.1:0', upstream: `https://${tlsServer.address}`, ca: caFile, upstreamProtocol: 'auto', upstreamTimeoutSeconds: UPSTREAM_TIMEOUT_SECONDS },
+      // On the shared port, chosen by :authority (RFC 9113 8.3.1: there is no Host).
+      { name: 'by-authority', host: 'echo.internal', upstream: `http://${h2cServer.address}`, upstreamProtocol: 'h2c' },
+      { name: 'down', listen: '127.0.0.1:0', upstream: `http://127.0.0.1:${down}`, upstreamProtocol: 'h2c' },
+    ],
+  });
+});
+
+after(async () => {
+  await sidecar?.close();
+  await Promise.all([h2cServer?.close(), tlsServer?.close(), sts?.close()]);
+  await dir?.cleanup();
+});
+
+const upstreams = [
+  { name: 'h2c', route: 'h2c', server: () => h2cServer },
+  { name: 'TLS (auto: ALPN h2)', route: 'tls', server: () => tlsServer },
+] as const;
+
+for (const upstream of upstreams) {
+  describe(`grpc-js -> sidecar route port (h2c) -> seed gRPC server over ${upstream.name}`, () => {
+    let client: EchoClient;
+    let server: TestGrpcServer;
+    before(() => {
+      server = upstream.server();
+      // The app holds no token at all: the sidecar is its only source of iamthewalrus.
+      client = createEchoClient(routeTarget(sidecar, upstream.route));
+    });
+    after(() => client.close());
+
+    test('unary: the server sees iamthewalrus; request metadata, response headers and trailers (text and -bin) cross', async () => {
+      const { value, headers, trailers } = await client.unary(
+        { message: 'hello', payload: Buffer.from('abc') },
+        { metadata: { 'x-request-id': 'r-1', 'x-trace-bin': Buffer.from([9, 8]) } },
+      );
+      assert.equal(value.message, 'hello');
+      assert.equal(value.receivedBytes, 3);
+      assert.equal(value.metadata['authorization'], SEED_AUTHORIZATION);
+      assert.equal(value.metadata['x-request-id'], 'r-1');
+      assert.deepEqual(headers.get('x-echo-method'), ['Unary']);
+      assert.deepEqual(trailers.get('x-echo-trailer'), ['done']);
+      assert.deepEqual(trailers.get('x-echo-trailer-bin'), [Buffer.from([0, 1, 2, 0xff])]);
+      const recorded = server.calls.at(-1)!;
+      // As for HTTP/1.1 (Host), the upstream sees its own authority, not the sidecar's port.
+      assert.equal(recorded.authority, server.address);
+      assert.equal(await recorded.outcome, 'ok');
+    });
+
+    test('an app that sends the seed\'s own iamtheeggman has it replaced by iamthewalrus', async () => {
+      const { value } = await client.unary({ message: 'x' }, { metadata: { authorization: 'Bearer iamtheeggman' } });
+      assert.equal(value.metadata['authorization'], SEED_AUTHORIZATION);
+    });
+
+    test('server streaming: every reply in order, then trailers', async () => {
+      const { value, headers, trailers } = await client.serverStream({ message: 's', count: 5, responseSize: 10 });
+      assert.deepEqual(value.map((r) => r.index), [0, 1, 2, 3, 4]);
+      assert.ok(value.every((r) => r.message === 's' && isPayload(r.payload, 10)));
+      assert.deepEqual(headers.get('x-echo-method'), ['ServerStream']);
+      assert.deepEqual(trailers.get('x-echo-trailer'), ['done']);
+    });
+
+    test('client streaming: one reply summing every request', async () => {
+      const { value, trailers } = await client.clientStream([{ message: 'a', payload: payloadOf(7) }, { message: 'b', payload: payloadOf(5) }, { message: 'c' }]);
+      assert.equal(value.message, 'a,b,c');
+      assert.equal(value.index, 3);
+      assert.equal(value.receivedBytes, 12);
+      assert.equal(value.metadata['authorization'], SEED_AUTHORIZATION);
+      assert.deepEqual(trailers.get('x-echo-trailer'), ['done']);
+    });
+
+    test('bidirectional: ping-pong, each request sent only after the previous reply crossed the sidecar', async () => {
+      const reqs = ['one', 'two', 'three', 'four'].map((message) => ({ message, responseSize: 3 }));
+      const { value, headers, trailers } = await client.bidi(reqs);
+      assert.deepEqual(value.map((r) => [r.index, r.message]), [[0, 'one'], [1, 'two'], [2, 'three'], [3, 'four']]);
+      assert.deepEqual(headers.get('x-echo-method'), ['Bidi']);
+      assert.deepEqual(trailers.get('x-echo-trailer'), ['done']);
+    });
+
+    test('a status the server chooses reaches the app with its message and trailers, for each call type', async () => {
+      const unary = await callError(client.unary({ statusCode: grpc.status.FAILED_PRECONDITION }));
+      assert.equal(unary.code, grpc.status.FAILED_PRECONDITION);
+      assert.equal(unary.details, 'status 9 as requested');
+      assert.deepEqual(unary.metadata.get('x-echo-trailer'), ['done']);
+      const replies: number[] = [];
+      const stream = await callError(client.serverStream({ count: 2, statusCode: grpc.status.RESOURCE_EXHAUSTED }, { onReply: (r) => replies.push(r.index) }));
+      assert.equal(stream.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.deepEqual(replies, [0, 1]);
+      assert.equal((await callError(client.clientStream([{}, { statusCode: grpc.status.ABORTED }]))).code, grpc.status.ABORTED);
+      assert.equal((await callError(client.bidi([{}, { statusCode: grpc.status.OUT_OF_RANGE }]))).code, grpc.status.OUT_OF_RANGE);
+    });
+
+    test('deadline: grpc-timeout ends a slow call with DEADLINE_EXCEEDED and the server sees it cancelled', async () => {
+      const started = Date.now();
+      const err = await callError(client.unary({ delayMs: 5_000 }, { deadlineMs: 300 }));
+      assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED);
+      assert.ok(Date.now() - started < 3_000, 'ended at the deadline, not after the delay');
+      // Cancelled (not answered after its 5 s): the sidecar passed grpc-timeout or the client's RST_STREAM on.
+      assert.equal(await server.calls.at(-1)!.outcome, 'cancelled');
+    });
+
+    test('cancellation: the app cancels a server stream mid-way (RST_STREAM) and the server stops', async () => {
+      const controller = new AbortController();
+      const replies: number[] = [];
+      const err = await callError(
+        client.serverStream({ count: 1000, delayMs: 20 }, { signal: controller.signal, onReply: (r) => replies.push(r.index) === 2 && controller.abort() }),
+      );
+      assert.equal(err.code, grpc.status.CANCELLED);
+      assert.equal(await server.calls.at(-1)!.outcome, 'cancelled');
+      assert.ok(replies.length >= 2 && replies.length < 1000, `${replies.length} replies`);
+    });
+
+    test('cancellation of a unary call while the server works on it', async () => {
+      const controller = new AbortController();
+      const count = server.calls.length;
+      const call = client.unary({ delayMs: 5_000 }, { signal: controller.signal });
+      await eventually(() => server.calls.length > count, { what: 'the call to reach the server' });
+      controller.abort();
+      assert.equal((await callError(call)).code, grpc.status.CANCELLED);
+      assert.equal(await server.calls.at(-1)!.outcome, 'cancelled');
+    });
+
+    test('4 MiB messages under flow control: unary both ways, a server stream of three, a client stream of two, bidi', async () => {
+      const big = payloadOf(4 * MiB);
+      const unary = await client.unary({ payload: big, responseSize: 4 * MiB });
+      assert.equal(unary.value.receivedBytes, 4 * MiB);
+      assert.ok(isPayload(unary.value.payload, 4 * MiB), 'unary reply intact');
+      const stream = await client.serverStream({ count: 3, responseSize: 4 * MiB });
+      assert.equal(stream.value.length, 3);
+      assert.ok(stream.value.every((r) => isPayload(r.payload, 4 * MiB)), 'every streamed reply intact');
+      const upload = await client.clientStream([{ payload: big }, { payload: big }]);
+      assert.equal(upload.value.receivedBytes, 8 * MiB);
+      const bidi = await client.bidi([{ payload: big, responseSize: 4 * MiB }, { responseSize: 4 * MiB }]);
+      assert.deepEqual(bidi.value.map((r) => r.receivedBytes), [4 * MiB, 0]);
+      assert.ok(bidi.value.every((r) => isPayload(r.payload, 4 * MiB)));
+    });
+
+    test(`streams lasting several times upstreamTimeoutSeconds (${UPSTREAM_TIMEOUT_SECONDS} s) are not cut`, async () => {
+      // Replies 0.7 s apart: each gap under the timeout, the whole call about 2.8 s.
+      const started = Date.now();
+      const { value, trailers } = await client.serverStream({ count: 4, delayMs: 700 });
+      assert.deepEqual(value.map((r) => r.index), [0, 1, 2, 3]);
+      assert.deepEqual(trailers.get('x-echo-trailer'), ['done']);
+      assert.ok(Date.now() - started > 2 * UPSTREAM_TIMEOUT_SECONDS * 1000, 'the stream outlived the timeout');
+      const bidi = await client.bidi([0, 1, 2, 3].map(() => ({ delayMs: 700 })));
+      assert.deepEqual(bidi.value.map((r) => r.index), [0, 1, 2, 3]);
+    });
+  });
+}
+
+describe('grpc-js -> sidecar shared port: the route is chosen by :authority', () => {
+  test('an h2c call whose :authority names a route reaches it with iamthewalrus', async (t) => {
+    const client = createEchoClient(new URL(sidecar.sidecar.proxyUrl).host, { channelOptions: { 'grpc.default_authority': 'echo.internal' } });
+    t.after(() => client.close());
+    const { value, trailers } = await client.unary({ message: 'by authority' });
+    assert.equal(value.metadata['authorization'], SEED_AUTHORIZATION);
+    assert.deepEqual(trailers.get('x-echo-trailer'), ['done']);
+    assert.equal(h2cServer.calls.at(-1)!.authority, h2cServer.address);
+  });
+
+  test('an :authority no route names: NOT_FOUND shaped as gRPC, with x-sts-sidecar-error, and no call reaches a server', async (t) => {
+    const client = createEchoClient(new URL(sidecar.sidecar.proxyUrl).host, { channelOptions: { 'grpc.default_authority': 'nowhere.internal' } });
+    t.after(() => client.close());
+    const seen = h2cServer.calls.length + tlsServer.calls.length;
+    const err = await callError(client.unary({ message: 'lost' }, { deadlineMs: 5_000 }));
+    assert.equal(err.code, grpc.status.NOT_FOUND);
+    assert.deepEqual(err.metadata.get('x-sts-sidecar-error'), ['ERR_ROUTE_NOT_FOUND']);
+    assert.equal(h2cServer.calls.length + tlsServer.calls.length, seen);
+  });
+});
+
+describe('the sidecar\'s own failures, as gRPC answers them (HTTP 200, grpc-status, grpc-message, x-sts-sidecar-error)', () => {
+  test('the STS refuses the exchange: UNAUTHENTICATED with ERR_TOKEN_UNAVAILABLE; the server is never called', async (t) => {
+    const refusing = await startSeedSts();
+    t.after(() => refusing.close());
+    // A subject token the seed's STS has no rule for: every exchange is refused.
+    const h = await startHarness(
+      {
+        subjectToken: { value: 'iamnottheeggman', type: TOKEN_TYPE_ACCESS },
+        sts: { url: refusing.tokenUrl },
+        routes: [{ name: 'h2c', listen: '127.0.0.1:0', upstream: `http://${h2cServer.address}`, upstreamProtocol: 'h2c', lazy: true }],
+      },
+      { waitForTokens: false },
+    );
+    t.after(() => h.close());
+    const client = createEchoClient(routeTarget(h, 'h2c'));
+    t.after(() => client.close());
+    const seen = h2cServer.calls.length;
+    for (const call of [() => client.unary({}, { deadlineMs: 10_000 }), () => client.serverStream({ count: 2 }, { deadlineMs: 10_000 })]) {
+      const err = await callError(call());
+      assert.equal(err.code, grpc.status.UNAUTHENTICATED, err.message);
+      assert.deepEqual(err.metadata.get('x-sts-sidecar-error'), ['ERR_TOKEN_UNAVAILABLE']);
+      assert.ok(err.details.length > 0, 'grpc-message says why');
+    }
+    assert.equal(h2cServer.calls.length, seen);
+    assert.ok(refusing.stats.errors >= 1, 'the STS was asked and refused');
+  });
+
+  test('the upstream is down: UNAVAILABLE with ERR_UPSTREAM_UNREACHABLE', async (t) => {
+    const client = createEchoClient(routeTarget(sidecar, 'down'));
+    t.after(() => client.close());
+    const err = await callError(client.unary({}, { deadlineMs: 10_000 }));
+    assert.equal(err.code, grpc.status.UNAVAILABLE, err.message);
+    assert.deepEqual(err.metadata.get('x-sts-sidecar-error'), ['ERR_UPSTREAM_UNREACHABLE']);
+  });
+});
+
+describe('grpc-status 16 from the server drops the token, as a 401 does', () => {
+  test('one UNAUTHENTICATED: the next call carries a fresh exchange; more inside the re-exchange window exchange nothing', async (t) => {
+    const ownSts = await startSeedSts();
+    t.after(() => ownSts.close());
+    const h = await startHarness({
+      ...subject,
+      sts: { url: ownSts.tokenUrl },
+      routes: [{ name: 'h2c', listen: '127.0.0.1:0', upstream: `http://${h2cServer.address}`, upstreamProtocol: 'h2c' }],
+      // The default window (5 s) written out, as the assertions below depend on it.
+      limits: { reexchangeAfter401IntervalSeconds: 5 },
+    });
+    t.after(() => h.close());
+    const client = createEchoClient(routeTarget(h, 'h2c'));
+    t.after(() => client.close());
+
+    await client.unary({ message: 'warm' });
+    const initial = ownSts.stats.exchangesIssued;
+    assert.equal(initial, 1, 'one exchange at start');
+
+    // The server answers 16 (in trailers, after its headers): the app sees it as it is (a gRPC
+    // call is a POST, never retried), and the sidecar drops the token.
+    const first = await callError(client.unary({ statusCode: grpc.status.UNAUTHENTICATED }));
+    assert.equal(first.code, grpc.status.UNAUTHENTICATED);
+    const next = await client.unary({ message: 'after' });
+    assert.equal(next.value.metadata['authorization'], SEED_AUTHORIZATION);
+    await eventually(() => ownSts.stats.exchangesIssued === initial + 1, { what: 'one more exchange at the STS' });
+
+    // Inside limits.reexchangeAfter401IntervalSeconds: no exchange storm, each 16 still reaches the app.
+    for (let i = 0; i < 5; i++) assert.equal((await callError(client.unary({ statusCode: grpc.status.UNAUTHENTICATED }))).code, grpc.status.UNAUTHENTICATED);
+    await client.unary({ message: 'still fine' });
+    assert.equal(ownSts.stats.exchangesIssued, initial + 1, 'rate-limited: no exchange per UNAUTHENTICATED');
+  });
+});
