@@ -33,6 +33,9 @@ describe('cli', () => {
     assert.match(stdout, /presented over alice's certificate: +HTTP 200/);
     assert.match(stdout, /presented over bob's certificate: +HTTP 401 .*"code":"ERR_BOUND_TOKEN_MISMATCH"/);
     assert.match(stdout, /curl -s http:\/\/127\.0\.0\.1:\d+\/orders\/42/);
+    // Issue 12: a gRPC app through the sidecar (h2c in, TLS h2 out with the bound token).
+    assert.match(stdout, /gRPC app -> gRPC upstream directly \(alice's certificate, no token\): UNAUTHENTICATED/);
+    assert.match(stdout, /gRPC app -> sidecar http:\/\/127\.0\.0\.1:\d+ \(h2c\) -> gRPC upstream \(TLS, h2\), token added: OK .*"sub":"system:serviceaccount:demo:orders-client"/);
     // The demo prints claims, never a token.
     assert.doesNotMatch(stdout, /eyJ[A-Za-z0-9_-]{10,}\./);
     // Its certificates and keys are gone once it exits.
