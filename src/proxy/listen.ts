@@ -122,11 +122,15 @@ function closeServer(server: Server, sockets: Set<Socket>, drainMs: number, h2: 
       for (const socket of sockets) socket.destroy();
     }, drainMs);
     timer.unref();
+    // Idle keep-alive sockets would otherwise hold close() open until they time out, and a
+    // connection whose last request finishes during the drain only becomes idle then: look again.
+    const idle = setInterval(() => server.closeIdleConnections(), 100);
+    idle.unref();
     server.close(() => {
       clearTimeout(timer);
+      clearInterval(idle);
       resolve();
     });
-    // Idle keep-alive sockets would otherwise hold close() open until they time out.
     server.closeIdleConnections();
     // HTTP/2 sessions: GOAWAY, so streams in flight finish and idle sessions close now.
     h2?.closeSessions();
