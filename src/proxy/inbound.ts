@@ -4,9 +4,10 @@
  * compatibility API (Http2ServerRequest / Http2ServerResponse) both offer, so an HTTP/2
  * listener (issue 12) enters the same pipeline. test/proxy-pipeline.test.ts checks both fit.
  *
- * Two differences the stages allow for: an HTTP/2 request's rawHeaders carry pseudo-header
- * fields (`:method`, `:authority`, ...), which the header policy drops (headers.ts), and an
- * HTTP/2 response has no reason phrase (relay.ts sends one only to HTTP/1.x).
+ * Three differences the stages allow for: an HTTP/2 request's rawHeaders carry pseudo-header
+ * fields (`:method`, `:authority`, ...), which the header policy drops (headers.ts), an
+ * HTTP/2 response has no reason phrase (relay.ts sends one only to HTTP/1.x), and an HTTP/2
+ * response's writableFinished is true once its stream closed, however (responseCompleted).
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
@@ -29,7 +30,9 @@ export interface InboundRequest extends Readable {
 export interface InboundResponse {
   statusCode: number;
   readonly headersSent: boolean;
-  /** The whole response was handed to the transport below (false when it was cut). */
+  /** end() was called. */
+  readonly writableEnded: boolean;
+  /** HTTP/1.x: the whole response was handed to the socket; HTTP/2: the stream closed (responseCompleted). */
   readonly writableFinished: boolean;
   writeHead(statusCode: number, headers?: OutgoingHttpHeaders): unknown;
   writeHead(statusCode: number, statusMessage: string, headers?: OutgoingHttpHeaders): unknown;
@@ -41,6 +44,16 @@ export interface InboundResponse {
   end(data: string): unknown;
   destroy(error?: Error): unknown;
   once(event: 'close' | 'drain', listener: () => void): unknown;
+}
+
+/**
+ * True when the app got the whole response, false when it was cut (read on 'close').
+ * Http2ServerResponse.writableFinished is its stream's, which is true too when the app reset
+ * the stream (RST_STREAM, RFC 9113 6.4; a cancelled gRPC call) before end() was called; only
+ * writableEnded tells the two apart. On HTTP/1.x writableFinished implies writableEnded.
+ */
+export function responseCompleted(res: InboundResponse): boolean {
+  return res.writableEnded && res.writableFinished;
 }
 
 /** A request listener the pipeline's entries provide (node:http's RequestListener accepts it). */
