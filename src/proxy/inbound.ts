@@ -7,7 +7,7 @@
  * Three differences the stages allow for: an HTTP/2 request's rawHeaders carry pseudo-header
  * fields (`:method`, `:authority`, ...), which the header policy drops (headers.ts), an
  * HTTP/2 response has no reason phrase (relay.ts sends one only to HTTP/1.x), and an HTTP/2
- * response's writableFinished is true once its stream closed, however (responseCompleted).
+ * response's writableFinished is true once its stream closed, even when cut (responseCompleted).
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
@@ -30,10 +30,10 @@ export interface InboundRequest extends Readable {
 export interface InboundResponse {
   statusCode: number;
   readonly headersSent: boolean;
-  /** end() was called. */
-  readonly writableEnded: boolean;
   /** HTTP/1.x: the whole response was handed to the socket; HTTP/2: the stream closed (responseCompleted). */
   readonly writableFinished: boolean;
+  /** node:http2's stream under the compat response (absent on HTTP/1.x). */
+  readonly stream?: { readonly aborted: boolean } | undefined;
   writeHead(statusCode: number, headers?: OutgoingHttpHeaders): unknown;
   writeHead(statusCode: number, statusMessage: string, headers?: OutgoingHttpHeaders): unknown;
   /** 103 Early Hints (RFC 8297). */
@@ -48,12 +48,13 @@ export interface InboundResponse {
 
 /**
  * True when the app got the whole response, false when it was cut (read on 'close').
- * Http2ServerResponse.writableFinished is its stream's, which is true too when the app reset
- * the stream (RST_STREAM, RFC 9113 6.4; a cancelled gRPC call) before end() was called; only
- * writableEnded tells the two apart. On HTTP/1.x writableFinished implies writableEnded.
+ * Http2ServerResponse.writableFinished is its stream's, true too when the app reset the
+ * stream (RST_STREAM, RFC 9113 6.4: a cancelled gRPC call) before the response ended, and
+ * its writableEnded misses a Trailers-Only answer written on the stream (respond.ts). The
+ * stream's `aborted` tells: set when it closed while its writable side was still open.
  */
 export function responseCompleted(res: InboundResponse): boolean {
-  return res.writableEnded && res.writableFinished;
+  return res.stream ? !res.stream.aborted : res.writableFinished;
 }
 
 /** A request listener the pipeline's entries provide (node:http's RequestListener accepts it). */
