@@ -4,9 +4,10 @@
  * compatibility API (Http2ServerRequest / Http2ServerResponse) both offer, so an HTTP/2
  * listener (issue 12) enters the same pipeline. test/proxy-pipeline.test.ts checks both fit.
  *
- * Two differences the stages allow for: an HTTP/2 request's rawHeaders carry pseudo-header
- * fields (`:method`, `:authority`, ...), which the header policy drops (headers.ts), and an
- * HTTP/2 response has no reason phrase (relay.ts sends one only to HTTP/1.x).
+ * Three differences the stages allow for: an HTTP/2 request's rawHeaders carry pseudo-header
+ * fields (`:method`, `:authority`, ...), which the header policy drops (headers.ts), an
+ * HTTP/2 response has no reason phrase (relay.ts sends one only to HTTP/1.x), and an HTTP/2
+ * response's writableFinished is true once its stream closed, even when cut (responseCompleted).
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
@@ -29,8 +30,10 @@ export interface InboundRequest extends Readable {
 export interface InboundResponse {
   statusCode: number;
   readonly headersSent: boolean;
-  /** The whole response was handed to the transport below (false when it was cut). */
+  /** HTTP/1.x: the whole response was handed to the socket; HTTP/2: the stream closed (responseCompleted). */
   readonly writableFinished: boolean;
+  /** node:http2's stream under the compat response (absent on HTTP/1.x). */
+  readonly stream?: { readonly aborted: boolean } | undefined;
   writeHead(statusCode: number, headers?: OutgoingHttpHeaders): unknown;
   writeHead(statusCode: number, statusMessage: string, headers?: OutgoingHttpHeaders): unknown;
   /** 103 Early Hints (RFC 8297). */
@@ -41,6 +44,17 @@ export interface InboundResponse {
   end(data: string): unknown;
   destroy(error?: Error): unknown;
   once(event: 'close' | 'drain', listener: () => void): unknown;
+}
+
+/**
+ * True when the app got the whole response, false when it was cut (read on 'close').
+ * Http2ServerResponse.writableFinished is its stream's, true too when the app reset the
+ * stream (RST_STREAM, RFC 9113 6.4: a cancelled gRPC call) before the response ended, and
+ * its writableEnded misses a Trailers-Only answer written on the stream (respond.ts). The
+ * stream's `aborted` tells: set when it closed while its writable side was still open.
+ */
+export function responseCompleted(res: InboundResponse): boolean {
+  return res.stream ? !res.stream.aborted : res.writableFinished;
 }
 
 /** A request listener the pipeline's entries provide (node:http's RequestListener accepts it). */

@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { SidecarError } from '../errors.js';
 import type { ProxyContext, ProxyRoute } from './context.js';
 import { Exchange } from './exchange.js';
-import type { InboundRequest, InboundResponse } from './inbound.js';
+import { responseCompleted, type InboundRequest, type InboundResponse } from './inbound.js';
 import { relayResponseData, relayResponseEnd, relayResponseStart } from './relay.js';
 import { sendError, upstreamError } from './respond.js';
 import type { OutboundRequest, ResponseController, ResponseHandler } from './transport/types.js';
@@ -25,7 +25,7 @@ export class ProxiedRequest extends Exchange implements ResponseHandler {
 
   #onClose(): void {
     this.#closed = true;
-    const completed = this.#res.writableFinished;
+    const completed = responseCompleted(this.#res);
     // The app hung up: stop the upstream exchange too (but never a shared STS exchange).
     if (!completed && this.#controller && !this.#controller.aborted) this.#controller.abort(new Error('client closed the connection'));
     this.record(completed ? this.#res.statusCode : 'aborted');

@@ -12,7 +12,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 import { SidecarError } from '../../errors.js';
 import { forwardRequestHeaders } from '../headers.js';
-import type { InboundRequest, InboundResponse } from '../inbound.js';
+import { responseCompleted, type InboundRequest, type InboundResponse } from '../inbound.js';
 import { hasBody } from '../policy.js';
 import { relayResponseData, relayResponseStart } from '../relay.js';
 import { sendError, upstreamError } from '../respond.js';
@@ -89,7 +89,7 @@ class PassthroughResponse implements Dispatcher.DispatchHandler {
     this.#origin = origin;
     res.once('close', () => {
       this.#closed = true;
-      if (!res.writableFinished && this.#controller && !this.#controller.aborted) this.#controller.abort(new Error('client closed the connection'));
+      if (!responseCompleted(res) && this.#controller && !this.#controller.aborted) this.#controller.abort(new Error('client closed the connection'));
     });
   }
 

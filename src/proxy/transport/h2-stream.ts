@@ -143,6 +143,10 @@ export class Http2Exchange implements ResponseController {
       // node ends the readable side of a reset stream too: only a clean END_STREAM is an end.
       if (stream.aborted || (stream.rstCode ?? constants.NGHTTP2_NO_ERROR) !== constants.NGHTTP2_NO_ERROR) return this.#onStreamGone(stream, undefined);
       this.#finish();
+      // RFC 9113 8.1: a complete response may precede the end of the request (gRPC: a status
+      // while the app still streams). #finish stopped the body, so nothing would ever end our
+      // side: the stream would stay open, and its session with it. The rest is not needed.
+      if (!stream.writableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
       this.#handler.onResponseEnd?.(this, this.#trailers);
     });
     stream.on('error', (err: Error) => this.#onStreamGone(stream, err));
