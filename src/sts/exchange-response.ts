@@ -9,7 +9,9 @@ import { jwtExpiry } from '../credentials/subject-token.js';
 
 export interface IssuedToken {
   readonly accessToken: string;
+  /** RFC 8693 section 2.2.1 `issued_token_type`. */
   readonly issuedTokenType: string;
+  /** `Bearer` or `N_A` (RFC 8693 section 2.2.1), as the STS spelled it. */
   readonly tokenType: string;
   /** Epoch ms when the STS was asked (the lifetime counts from there, conservatively). */
   readonly issuedAt: number;
