@@ -13,8 +13,8 @@ import { createTestPki } from './helpers/pki.js';
 import { callError, createEchoClient, type EchoClient } from './helpers/grpc-client.js';
 import { SEED_AUTHORIZATION, isPayload, payloadOf } from './helpers/grpc-proto.js';
 import { startGrpcServer, type TestGrpcServer } from './helpers/grpc-server.js';
+import { bigMessagesCross, chosenStatusesArrive, serverStreamCancellationReachesServer, unaryCancellationReachesServer } from './helpers/grpc-call-checks.js';
 
-const MiB = 1024 * 1024;
 
 const pki = createTestPki('grpc harness CA');
 const transports = [
@@ -95,17 +95,7 @@ for (const transport of transports) {
     });
 
     test('a status the server chooses arrives with its message and trailers, for each call type', async () => {
-      const unary = await callError(client.unary({ statusCode: grpc.status.FAILED_PRECONDITION }));
-      assert.equal(unary.code, grpc.status.FAILED_PRECONDITION);
-      assert.equal(unary.details, 'status 9 as requested');
-      assert.deepEqual(unary.metadata.get('x-echo-trailer'), ['done']);
-      // Server streaming: the replies first, then the status.
-      const replies: number[] = [];
-      const stream = await callError(client.serverStream({ count: 2, statusCode: grpc.status.RESOURCE_EXHAUSTED }, { onReply: (r) => replies.push(r.index) }));
-      assert.equal(stream.code, grpc.status.RESOURCE_EXHAUSTED);
-      assert.deepEqual(replies, [0, 1]);
-      assert.equal((await callError(client.clientStream([{}, { statusCode: grpc.status.ABORTED }]))).code, grpc.status.ABORTED);
-      assert.equal((await callError(client.bidi([{}, { statusCode: grpc.status.OUT_OF_RANGE }]))).code, grpc.status.OUT_OF_RANGE);
+      await chosenStatusesArrive(client);
     });
 
     test('deadline: grpc-timeout ends a slow call with DEADLINE_EXCEEDED and the server sees it cancelled', async () => {
@@ -117,39 +107,15 @@ for (const transport of transports) {
     });
 
     test('cancellation: the client cancels a server stream mid-way (RST_STREAM) and the server stops', async () => {
-      const controller = new AbortController();
-      const replies: number[] = [];
-      const err = await callError(
-        client.serverStream({ count: 1000, delayMs: 20 }, { signal: controller.signal, onReply: (r) => replies.push(r.index) === 2 && controller.abort() }),
-      );
-      assert.equal(err.code, grpc.status.CANCELLED);
-      assert.equal(await server.calls.at(-1)!.outcome, 'cancelled');
-      assert.ok(replies.length >= 2 && replies.length < 1000, `${replies.length} replies`);
+      await serverStreamCancellationReachesServer(client, server);
     });
 
     test('cancellation of a unary call while the server works on it', async () => {
-      const controller = new AbortController();
-      const call = client.unary({ delayMs: 10_000 }, { signal: controller.signal });
-      const count = server.calls.length;
-      while (server.calls.length === count) await new Promise((r) => setTimeout(r, 5));
-      controller.abort();
-      assert.equal((await callError(call)).code, grpc.status.CANCELLED);
-      assert.equal(await server.calls.at(-1)!.outcome, 'cancelled');
+      await unaryCancellationReachesServer(client, server);
     });
 
     test('4 MiB messages: unary both ways, a server stream of three, a client stream of two, bidi', async () => {
-      const big = payloadOf(4 * MiB);
-      const unary = await client.unary({ payload: big, responseSize: 4 * MiB });
-      assert.equal(unary.value.receivedBytes, 4 * MiB);
-      assert.ok(isPayload(unary.value.payload, 4 * MiB), 'unary reply intact');
-      const stream = await client.serverStream({ count: 3, responseSize: 4 * MiB });
-      assert.equal(stream.value.length, 3);
-      assert.ok(stream.value.every((r) => isPayload(r.payload, 4 * MiB)), 'every streamed reply intact');
-      const upload = await client.clientStream([{ payload: big }, { payload: big }]);
-      assert.equal(upload.value.receivedBytes, 8 * MiB);
-      const bidi = await client.bidi([{ payload: big, responseSize: 4 * MiB }, { responseSize: 4 * MiB }]);
-      assert.deepEqual(bidi.value.map((r) => r.receivedBytes), [4 * MiB, 0]);
-      assert.ok(bidi.value.every((r) => isPayload(r.payload, 4 * MiB)));
+      await bigMessagesCross(client);
     });
   });
 }

@@ -26,8 +26,8 @@ import { closedPort } from './helpers/grpc-h2-upstream.js';
 import { callError, createEchoClient, type EchoClient } from './helpers/grpc-client.js';
 import { SEED_AUTHORIZATION, isPayload, payloadOf } from './helpers/grpc-proto.js';
 import { startGrpcServer, type TestGrpcServer } from './helpers/grpc-server.js';
+import { bigMessagesCross, chosenStatusesArrive, serverStreamCancellationReachesServer, unaryCancellationReachesServer } from './helpers/grpc-call-checks.js';
 
-const MiB = 1024 * 1024;
 /** Short on purpose: the long-stream tests outlive it several times over. */
 const UPSTREAM_TIMEOUT_SECONDS = 1;
 
@@ -145,16 +145,7 @@ for (const upstream of upstreams) {
     });
 
     test('a status the server chooses reaches the app with its message and trailers, for each call type', async () => {
-      const unary = await callError(client.unary({ statusCode: grpc.status.FAILED_PRECONDITION }));
-      assert.equal(unary.code, grpc.status.FAILED_PRECONDITION);
-      assert.equal(unary.details, 'status 9 as requested');
-      assert.deepEqual(unary.metadata.get('x-echo-trailer'), ['done']);
-      const replies: number[] = [];
-      const stream = await callError(client.serverStream({ count: 2, statusCode: grpc.status.RESOURCE_EXHAUSTED }, { onReply: (r) => replies.push(r.index) }));
-      assert.equal(stream.code, grpc.status.RESOURCE_EXHAUSTED);
-      assert.deepEqual(replies, [0, 1]);
-      assert.equal((await callError(client.clientStream([{}, { statusCode: grpc.status.ABORTED }]))).code, grpc.status.ABORTED);
-      assert.equal((await callError(client.bidi([{}, { statusCode: grpc.status.OUT_OF_RANGE }]))).code, grpc.status.OUT_OF_RANGE);
+      await chosenStatusesArrive(client);
     });
 
     test('deadline: grpc-timeout ends a slow call with DEADLINE_EXCEEDED and the server sees it cancelled', async () => {
@@ -167,39 +158,15 @@ for (const upstream of upstreams) {
     });
 
     test('cancellation: the app cancels a server stream mid-way (RST_STREAM) and the server stops', async () => {
-      const controller = new AbortController();
-      const replies: number[] = [];
-      const err = await callError(
-        client.serverStream({ count: 1000, delayMs: 20 }, { signal: controller.signal, onReply: (r) => replies.push(r.index) === 2 && controller.abort() }),
-      );
-      assert.equal(err.code, grpc.status.CANCELLED);
-      assert.equal(await server.calls.at(-1)!.outcome, 'cancelled');
-      assert.ok(replies.length >= 2 && replies.length < 1000, `${replies.length} replies`);
+      await serverStreamCancellationReachesServer(client, server);
     });
 
     test('cancellation of a unary call while the server works on it', async () => {
-      const controller = new AbortController();
-      const count = server.calls.length;
-      const call = client.unary({ delayMs: 5_000 }, { signal: controller.signal });
-      await eventually(() => server.calls.length > count, { what: 'the call to reach the server' });
-      controller.abort();
-      assert.equal((await callError(call)).code, grpc.status.CANCELLED);
-      assert.equal(await server.calls.at(-1)!.outcome, 'cancelled');
+      await unaryCancellationReachesServer(client, server);
     });
 
     test('4 MiB messages under flow control: unary both ways, a server stream of three, a client stream of two, bidi', async () => {
-      const big = payloadOf(4 * MiB);
-      const unary = await client.unary({ payload: big, responseSize: 4 * MiB });
-      assert.equal(unary.value.receivedBytes, 4 * MiB);
-      assert.ok(isPayload(unary.value.payload, 4 * MiB), 'unary reply intact');
-      const stream = await client.serverStream({ count: 3, responseSize: 4 * MiB });
-      assert.equal(stream.value.length, 3);
-      assert.ok(stream.value.every((r) => isPayload(r.payload, 4 * MiB)), 'every streamed reply intact');
-      const upload = await client.clientStream([{ payload: big }, { payload: big }]);
-      assert.equal(upload.value.receivedBytes, 8 * MiB);
-      const bidi = await client.bidi([{ payload: big, responseSize: 4 * MiB }, { responseSize: 4 * MiB }]);
-      assert.deepEqual(bidi.value.map((r) => r.receivedBytes), [4 * MiB, 0]);
-      assert.ok(bidi.value.every((r) => isPayload(r.payload, 4 * MiB)));
+      await bigMessagesCross(client);
     });
 
     test(`streams lasting several times upstreamTimeoutSeconds (${UPSTREAM_TIMEOUT_SECONDS} s) are not cut`, async () => {
