@@ -46,6 +46,13 @@ const FD_MARGIN = 4;
  * from 107 to 631 MB; 10,000 idle connections added 62 MB).
  */
 const RSS_MARGIN_BYTES = 96 * 1024 * 1024;
+/**
+ * Growth of live memory (heap plus Buffers, after a full collection) allowed over the baseline:
+ * the leak check proper. RSS is checked against its own margin only where V8 gives pages back
+ * (Node 20 here); Node 24 kept 133 MiB more RSS after the same run with no more live memory.
+ */
+const LIVE_MARGIN_BYTES = 48 * 1024 * 1024;
+const RSS_IS_RETURNED = Number(process.versions.node.split('.')[0]) < 22;
 
 /**
  * How long a lane waits for an answer before dropping the connection. Loopback answers take
@@ -126,7 +133,7 @@ describe('fuzz of the HTTP front (issue 10)', () => {
     const probes = await probeEveryWayIn(world);
     const after = await steadyUsage(world, baseline.openFds + FD_MARGIN);
     if (after.openFds > baseline.openFds) t.diagnostic(`descriptors opened since the baseline: ${newEntries(baselineFds, selfDescriptors([stsPort])).join(', ')}`);
-    t.diagnostic(`descriptors ${baseline.openFds} -> ${after.openFds} (margin ${FD_MARGIN}), RSS ${mb(baseline.rssBytes)} -> ${mb(after.rssBytes)} (margin ${mb(RSS_MARGIN_BYTES)})`);
+    t.diagnostic(`descriptors ${baseline.openFds} -> ${after.openFds} (margin ${FD_MARGIN}), RSS ${mb(baseline.rssBytes)} -> ${mb(after.rssBytes)} (margin ${mb(RSS_MARGIN_BYTES)}), live ${mb(baseline.liveBytes)} -> ${mb(after.liveBytes)} (margin ${mb(LIVE_MARGIN_BYTES)})`);
 
     const violations = describeViolations(summary, seed);
     for (const line of violations.filter((l) => !l.startsWith(' '))) t.diagnostic(line);
@@ -138,7 +145,8 @@ describe('fuzz of the HTTP front (issue 10)', () => {
     }
     assert.ok(!logs.some((l) => l.includes('fuzztok-')), 'a token appeared in the sidecar\'s log');
     assert.ok(after.openFds <= baseline.openFds + FD_MARGIN, `descriptors ${baseline.openFds} before, ${after.openFds} after the run; new: ${newEntries(baselineFds, selfDescriptors([stsPort])).join(', ')}`);
-    assert.ok(after.rssBytes <= baseline.rssBytes + RSS_MARGIN_BYTES, `RSS ${mb(baseline.rssBytes)} before, ${mb(after.rssBytes)} after the run`);
+    assert.ok(after.liveBytes <= baseline.liveBytes + LIVE_MARGIN_BYTES, `live memory ${mb(baseline.liveBytes)} before, ${mb(after.liveBytes)} after the run`);
+    if (RSS_IS_RETURNED) assert.ok(after.rssBytes <= baseline.rssBytes + RSS_MARGIN_BYTES, `RSS ${mb(baseline.rssBytes)} before, ${mb(after.rssBytes)} after the run`);
   });
 });
 

@@ -4,10 +4,19 @@
  * (in-process sidecar) and by the bench's sidecar child.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+// A full collection before reading the heap, so what is still held is what a leak would hold.
+// RSS alone does not come back down: V8 keeps the pages it grew into (more so on Node 24).
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 
 export interface ProcessUsage {
   readonly rssBytes: number;
   readonly openFds: number;
+  /** JS heap plus memory held outside it (Buffers), after a full garbage collection. */
+  readonly liveBytes: number;
 }
 
 /** TCP sockets of the whole network namespace, by inode: "tcp :local -> :remote state XX". */
@@ -57,6 +66,8 @@ export function selfDescriptors(excludePorts: readonly number[] = []): string[] 
 
 /** This process's RSS and open descriptors (/proc/self/fd, Linux), minus sockets of `excludePorts`. */
 export function selfUsage(excludePorts: readonly number[] = []): ProcessUsage {
-  return { rssBytes: process.memoryUsage.rss(), openFds: selfDescriptors(excludePorts).length };
+  collectGarbage();
+  const memory = process.memoryUsage();
+  return { rssBytes: memory.rss, openFds: selfDescriptors(excludePorts).length, liveBytes: memory.heapUsed + memory.external };
 }
 
