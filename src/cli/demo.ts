@@ -20,8 +20,8 @@ import { parseConfig } from '../config/load.js';
 import { startSidecar } from '../main.js';
 import { startDevSts, createWorkloadIssuer, type DevSts } from '../devsts/index.js';
 import { startDemoUpstream } from '../demo/upstream.js';
-import { callHello, loadGrpc, startDemoGrpcUpstream, type DemoGrpcUpstream, type HelloOutcome } from '../demo/grpc.js';
-import { createCertificateAuthority, type KeyPairPem } from '../pki/certificates.js';
+import { grpcDemoStep, loadGrpc, startDemoGrpcUpstream, type DemoGrpcUpstream } from '../demo/grpc.js';
+import { ALICE_URI, writeDemoPki } from '../demo/pki.js';
 import { certificateThumbprint } from '../tls/thumbprint.js';
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE } from '../oauth/urns.js';
 import type { LogLevel } from '../config/schema.js';
@@ -45,7 +45,6 @@ upstream) and 15091 (the gRPC upstream) are used when free, any free port otherw
 const AUDIENCE = 'http://orders.demo';
 const GRPC_AUDIENCE = 'grpc://greeter.demo';
 const CLIENT_ID = 'orders-client';
-const ALICE_URI = 'spiffe://demo.local/ns/demo/sa/orders-client';
 
 export async function demoCommand(argv: string[]): Promise<number> {
   let values: { once?: boolean | undefined; help?: boolean | undefined; 'log-level'?: string | undefined };
@@ -185,7 +184,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   out(`   Bob's certificate has x5t#S256 ${certificateThumbprint(pki.bob.certificate)}: a stolen token is useless without alice's key.`);
 
   out();
-  const grpcStep = grpc && grpcUpstream ? await grpcCalls(grpc, grpcUpstream, sidecar.routeUrls['greeter'], pki, out) : undefined;
+  const grpcStep = grpc && grpcUpstream ? await grpcDemoStep(grpc, grpcUpstream, sidecar.routeUrls['greeter'], { ca: pki.ca, cert: pki.alice.certPem, key: pki.alice.keyPem }, out) : undefined;
   if (!grpcStep) out('6. gRPC: skipped (@grpc/grpc-js is a development dependency and is not installed here).');
 
   const [status] = sidecar.tokens.status();
@@ -232,44 +231,6 @@ export async function demoCommand(argv: string[]): Promise<number> {
     };
     process.on('SIGINT', stop).on('SIGTERM', stop);
   });
-}
-
-interface DemoPki {
-  /** PEM of the demo CA (trusted by everyone here). */
-  readonly ca: string;
-  readonly sts: KeyPairPem;
-  readonly upstream: KeyPairPem;
-  readonly alice: KeyPairPem;
-  readonly bob: KeyPairPem;
-  readonly files: { readonly ca: string; readonly aliceCert: string; readonly aliceKey: string; readonly bobCert: string; readonly bobKey: string };
-}
-
-/** A demo CA, server certificates for the STS and the upstream, and alice's and bob's client certificates. */
-async function writeDemoPki(dir: string): Promise<DemoPki> {
-  const ca = createCertificateAuthority({ commonName: 'sts-sidecar demo CA', organization: 'sts-sidecar demo' });
-  const loopback = ['127.0.0.1', 'localhost'];
-  const pki = {
-    ca: ca.certPem,
-    sts: ca.issue({ commonName: 'sts.demo', subjectAltNames: ['sts.demo', ...loopback], usage: 'server' }),
-    upstream: ca.issue({ commonName: 'orders.demo', subjectAltNames: ['orders.demo', ...loopback], usage: 'server' }),
-    alice: ca.issue({ commonName: 'alice', uris: [ALICE_URI], usage: 'client' }),
-    bob: ca.issue({ commonName: 'bob', uris: ['spiffe://demo.local/ns/demo/sa/bob'], usage: 'client' }),
-  };
-  const files = {
-    ca: join(dir, 'ca.crt'),
-    aliceCert: join(dir, 'alice.crt'),
-    aliceKey: join(dir, 'alice.key'),
-    bobCert: join(dir, 'bob.crt'),
-    bobKey: join(dir, 'bob.key'),
-  };
-  await Promise.all([
-    writeFile(files.ca, pki.ca),
-    writeFile(files.aliceCert, pki.alice.certPem),
-    writeFile(files.aliceKey, pki.alice.keyPem, { mode: 0o600 }),
-    writeFile(files.bobCert, pki.bob.certPem),
-    writeFile(files.bobKey, pki.bob.keyPem, { mode: 0o600 }),
-  ]);
-  return { ...pki, files };
 }
 
 /** An RFC 8693 exchange at the STS over mTLS, as the certificate holder of `dispatcher`. Returns the token: never print it. */
@@ -334,27 +295,3 @@ async function freePort(preferred: number): Promise<number> {
   return (await tryListen(preferred)) ?? (await tryListen(0))!;
 }
 
-/**
- * Step 6: the gRPC app (no token, h2c) through the sidecar's "greeter" route, and the same
- * call made directly over alice's certificate but without a token, which the upstream refuses.
- */
-async function grpcCalls(
-  grpc: NonNullable<Awaited<ReturnType<typeof loadGrpc>>>,
-  upstream: DemoGrpcUpstream,
-  routeUrl: string | undefined,
-  pki: DemoPki,
-  out: (line?: string) => void,
-): Promise<{ ok: boolean }> {
-  const describe = (o: HelloOutcome) =>
-    o.ok ? `OK ${JSON.stringify(o.reply)}` : `${o.status}: ${o.details}${o.sidecarError ? ` (x-sts-sidecar-error ${o.sidecarError})` : ''}`;
-  const direct = await callHello(grpc, { target: upstream.address, tls: { ca: pki.ca, cert: pki.alice.certPem, key: pki.alice.keyPem, serverName: 'orders.demo' } }, 'app');
-  out(`6. gRPC app -> gRPC upstream directly (alice's certificate, no token): ${describe(direct)}`);
-  if (!routeUrl) {
-    out('   gRPC app -> sidecar: the "greeter" route has no listener.');
-    return { ok: false };
-  }
-  const proxied = await callHello(grpc, { target: new URL(routeUrl).host }, 'app');
-  out(`   gRPC app -> sidecar ${routeUrl} (h2c) -> gRPC upstream (TLS, h2), token added: ${describe(proxied)}`);
-  // grpc-js's words when the peer answered its HTTP/2 preface with something else.
-  return { ok: proxied.ok && !direct.ok };
-}

@@ -134,3 +134,27 @@ export function callHello(grpc: Grpc, call: HelloCall, name: string): Promise<He
     );
   }).finally(() => client.close());
 }
+
+/**
+ * Step 6: the gRPC app (no token, h2c) through the sidecar's "greeter" route, and the same
+ * call made directly over alice's certificate but without a token, which the upstream refuses.
+ */
+export async function grpcDemoStep(
+  grpc: Grpc,
+  upstream: DemoGrpcUpstream,
+  routeUrl: string | undefined,
+  alice: { readonly ca: string; readonly cert: string; readonly key: string },
+  out: (line?: string) => void,
+): Promise<{ ok: boolean }> {
+  const describe = (o: HelloOutcome) =>
+    o.ok ? `OK ${JSON.stringify(o.reply)}` : `${o.status}: ${o.details}${o.sidecarError ? ` (x-sts-sidecar-error ${o.sidecarError})` : ''}`;
+  const direct = await callHello(grpc, { target: upstream.address, tls: { ...alice, serverName: 'orders.demo' } }, 'app');
+  out(`6. gRPC app -> gRPC upstream directly (alice's certificate, no token): ${describe(direct)}`);
+  if (!routeUrl) {
+    out('   gRPC app -> sidecar: the "greeter" route has no listener.');
+    return { ok: false };
+  }
+  const proxied = await callHello(grpc, { target: new URL(routeUrl).host }, 'app');
+  out(`   gRPC app -> sidecar ${routeUrl} (h2c) -> gRPC upstream (TLS, h2), token added: ${describe(proxied)}`);
+  return { ok: proxied.ok && !direct.ok };
+}
