@@ -69,7 +69,9 @@ export function splice(client: Duplex, destination: Destination, options: Splice
     if (client.destroyed) return void upstream.destroy();
     options.policy.trackRelay(upstream);
     // Either side's activity counts: bytes from the destination are written to the app's socket.
-    upstream.setTimeout(options.idleTimeoutMs, () => upstream.destroy());
+    // The app's side has the same idle limit (listener guard), counted as idle_timeout; this one
+    // is the backstop, a second later, so the two do not race to close the same silent tunnel.
+    upstream.setTimeout(options.idleTimeoutMs + 1000, () => upstream.destroy());
     if (options.announce) client.write(CONNECT_ESTABLISHED);
     if (options.onOpen) options.onOpen(tunnel);
     else tunnel.join(options.head);
