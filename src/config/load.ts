@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { substituteEnvironment, type Environment } from './env-substitution.js';
 import { configSchema, type Config } from './schema.js';
 
 export interface ConfigProblem {
@@ -66,7 +67,11 @@ export function parseConfig(input: unknown): Config {
   return deepFreeze(result.data);
 }
 
-export function parseConfigText(text: string, source = 'config'): Config {
+/**
+ * A config file's text: YAML or JSON, then `${VAR}` substitution in its string values
+ * (env-substitution.ts), then the schema. `env` defaults to the process's environment.
+ */
+export function parseConfigText(text: string, source = 'config', env: Environment = process.env): Config {
   let input: unknown;
   try {
     // YAML 1.2 is a superset of JSON, so one parser serves both formats.
@@ -75,7 +80,9 @@ export function parseConfigText(text: string, source = 'config'): Config {
     const where = err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
     throw new ConfigError('', `${source}: not valid YAML or JSON${where}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
-  return parseConfig(input);
+  const { value, problems } = substituteEnvironment(input, env);
+  if (problems.length > 0) throw new ConfigValidationError(problems);
+  return parseConfig(value);
 }
 
 export async function loadConfigFile(path: string): Promise<Config> {
