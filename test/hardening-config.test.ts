@@ -5,7 +5,8 @@
  */
 import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { ConfigValidationError, parseConfig, type ConfigProblem } from '../src/config/load.js';
+import { configProblems } from './helpers/config-problems.js';
+import { parseConfig } from '../src/config/load.js';
 
 function withHost(host: unknown): Record<string, unknown> {
   return {
@@ -18,15 +19,6 @@ function withHost(host: unknown): Record<string, unknown> {
   };
 }
 
-function problemsOf(input: unknown): readonly ConfigProblem[] {
-  try {
-    parseConfig(input);
-  } catch (err) {
-    assert.ok(err instanceof ConfigValidationError, `expected ConfigValidationError, got ${String(err)}`);
-    return err.problems;
-  }
-  return [];
-}
 
 describe('issue 10 item 19: routes[].host', () => {
   const refused: Array<[string, string, RegExp?]> = [
@@ -52,7 +44,7 @@ describe('issue 10 item 19: routes[].host', () => {
   ];
   for (const [what, host, message] of refused) {
     test(`refused with the key path: ${what} (${JSON.stringify(host)})`, () => {
-      const problems = problemsOf(withHost(host));
+      const problems = configProblems(withHost(host));
       assert.deepEqual(problems.map((p) => p.path), ['routes[1].host'], JSON.stringify(problems));
       if (message) assert.match(problems[0]!.problem, message);
     });
@@ -73,7 +65,7 @@ describe('issue 10 item 19: routes[].host', () => {
   ];
   for (const [what, host, normalised] of accepted) {
     test(`accepted: ${what} (${JSON.stringify(host)})`, () => {
-      assert.deepEqual(problemsOf(withHost(host)), []);
+      assert.deepEqual(configProblems(withHost(host)), []);
       const routes = parseConfig(withHost(host)).routes;
       assert.equal(routes[1]!.host, normalised);
     });

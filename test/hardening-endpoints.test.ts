@@ -6,7 +6,8 @@
  */
 import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { ConfigValidationError, parseConfig, type ConfigProblem } from '../src/config/load.js';
+import { configProblems } from './helpers/config-problems.js';
+import type { ConfigProblem } from '../src/config/load.js';
 import { startUpstream } from './helpers/harness.js';
 import { JWT_TYPE, TOKEN_EXCHANGE, startEndpointStack, type EndpointStack } from './helpers/endpoints.js';
 import { send, type Reply } from './helpers/loopback.js';
@@ -70,15 +71,6 @@ describe('issue 10 item 12: a proxied route is not served by the token endpoint 
   });
 });
 
-function problemsOf(input: unknown): readonly ConfigProblem[] {
-  try {
-    parseConfig(input);
-  } catch (err) {
-    assert.ok(err instanceof ConfigValidationError, `expected ConfigValidationError, got ${String(err)}`);
-    return err.problems;
-  }
-  return [];
-}
 
 function config(tokenEndpoint: Record<string, unknown>, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -96,20 +88,20 @@ function config(tokenEndpoint: Record<string, unknown>, extra: Record<string, un
 describe('issue 10 item 12: tokenEndpoint.routes and defaultRoute in the configuration', () => {
   test('defaultRoute must be a served route: a proxied route unless listed, a route left out of the list', () => {
     const paths = (p: readonly ConfigProblem[]) => p.map((x) => x.path);
-    assert.deepEqual(paths(problemsOf(config({ defaultRoute: 'orders' }))), ['tokenEndpoint.defaultRoute']);
-    assert.match(problemsOf(config({ defaultRoute: 'orders' }))[0]!.problem, /tokenEndpoint\.routes/);
-    assert.deepEqual(paths(problemsOf(config({ routes: ['orders'], defaultRoute: 'gcp' }))), ['tokenEndpoint.defaultRoute']);
-    assert.match(problemsOf(config({ routes: ['orders'], defaultRoute: 'gcp' }))[0]!.problem, /not in tokenEndpoint\.routes/);
-    assert.deepEqual(problemsOf(config({ defaultRoute: 'gcp' })), []);
-    assert.deepEqual(problemsOf(config({ routes: ['orders', 'gcp'], defaultRoute: 'orders' })), []);
+    assert.deepEqual(paths(configProblems(config({ defaultRoute: 'orders' }))), ['tokenEndpoint.defaultRoute']);
+    assert.match(configProblems(config({ defaultRoute: 'orders' }))[0]!.problem, /tokenEndpoint\.routes/);
+    assert.deepEqual(paths(configProblems(config({ routes: ['orders'], defaultRoute: 'gcp' }))), ['tokenEndpoint.defaultRoute']);
+    assert.match(configProblems(config({ routes: ['orders'], defaultRoute: 'gcp' }))[0]!.problem, /not in tokenEndpoint\.routes/);
+    assert.deepEqual(configProblems(config({ defaultRoute: 'gcp' })), []);
+    assert.deepEqual(configProblems(config({ routes: ['orders', 'gcp'], defaultRoute: 'orders' })), []);
   });
 
   test('every listed name must be a route; a token-only route neither listed nor used by metadata is reported', () => {
-    assert.deepEqual(problemsOf(config({ routes: ['orders', 'nope'] })).map((p) => p.path), ['tokenEndpoint.routes[1]', 'routes[1].upstream']);
+    assert.deepEqual(configProblems(config({ routes: ['orders', 'nope'] })).map((p) => p.path), ['tokenEndpoint.routes[1]', 'routes[1].upstream']);
     const viaGce = config(
       { routes: ['orders'] },
       { metadata: { gce: { listen: '127.0.0.1:15004', route: 'gcp', projectId: 'p', serviceAccountEmail: 'a@p.iam.gserviceaccount.com' } } },
     );
-    assert.deepEqual(problemsOf(viaGce), [], 'the GCE emulation names its route itself');
+    assert.deepEqual(configProblems(viaGce), [], 'the GCE emulation names its route itself');
   });
 });
