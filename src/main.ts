@@ -19,7 +19,7 @@ import { createRedactor, type Redactor } from './log/redact.js';
 import { LogThrottle } from './log/throttle.js';
 import { createDialPolicy } from './proxy/forward/dial-policy.js';
 import { startProxyFromConfig } from './proxy/from-config.js';
-import { stsClientFromConfig } from './sts/client-from-config.js';
+import { stsClientsFromConfig } from './sts/profiles-from-config.js';
 import { identityFromConfig } from './tls/identity-from-config.js';
 
 export interface StartOptions {
@@ -60,11 +60,11 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
 
 async function build(config: Config, options: StartOptions, logger: Logger, redactor: Redactor, resources: Resources): Promise<Sidecar> {
   const metrics = metricsFromConfig(config);
-  const { subjectSource, subjectTokens, actorToken } = await credentialsFromConfig(config, { logger, redactor, resources });
+  const credentials = await credentialsFromConfig(config, { logger, redactor, resources });
   const identity = await identityFromConfig(config, { logger, observer: metrics.identityObserver, resources });
-  const stsClient = await stsClientFromConfig(config, { identity, redactor, resources, onSourceError: logSourceError(logger, 'sts.clientAuth') });
+  const stsClients = await stsClientsFromConfig(config, { identity, redactor, resources, onSourceError: (key) => logSourceError(logger, key) });
   const observer = withExchangeLogs(metrics.tokenObserver, logger);
-  const tokens = tokenProviderFromConfig(config, { subjectTokens, actorToken, identity, stsClient, observer, redactor, resources });
+  const tokens = tokenProviderFromConfig(config, { credentials, stsClients, identity, observer, redactor, resources });
 
   // Issue 10 item 10: no relay back into any listener; item 11: with allowNonLoopback, other
   // hosts' requests are not relayed to local-only services.
@@ -75,11 +75,11 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
 
   const endpointCtx = { tokens, logger, observer: metrics.endpointObserver, failureLogs };
   const endpointUrls: Partial<Record<EndpointName, string>> = {};
-  for (const e of endpointListeners(config, endpointCtx, subjectSource)) endpointUrls[e.name] = (await listen('endpoints', e.listen, e.key, e.handler)).url;
+  for (const e of endpointListeners(config, endpointCtx, (route) => credentials.forRoute(route).source)) endpointUrls[e.name] = (await listen('endpoints', e.listen, e.key, e.handler)).url;
 
   let accepting = true;
   const admin = await listen('admin', config.admin.listen, 'admin.listen', createAdmin(metrics, { tokens, identity, accepting: () => accepting }));
-  logListening(logger, config, { ...proxy, adminUrl: admin.url, endpointUrls, subjectTokenSource: subjectSource.description, identity });
+  logListening(logger, config, { ...proxy, adminUrl: admin.url, endpointUrls, subjectTokenSource: credentials.subjectSource.description, identity });
 
   const warmedUp = tokens.warmUp();
   if (options.waitForTokens) await warmedUp;

@@ -3,10 +3,11 @@
  * which issued tokens the redactor must know (a token is registered while cached, issue 10
  * item 23).
  *
- * A key is everything that changes the token: the route's exchange parameters, a digest of
- * the subject token and the thumbprint of the workload certificate the STS saw (RFC 8705: a
+ * A key is everything that changes the token: the route's exchange parameters and STS
+ * profile (issue 13: two profiles are two issuers), a digest of the subject token and the thumbprint of the workload certificate the STS saw (RFC 8705: a
  * token bound to one certificate is useless with another).
  */
+import { DEFAULT_STS_PROFILE } from '../config/cross-references.js';
 import type { SubjectToken } from '../credentials/subject-token.js';
 import type { Redactor } from '../log/redact.js';
 import type { IdentityGeneration } from '../tls/identity.js';
@@ -60,7 +61,7 @@ export class EntryTable {
     this.#slots = new Map(
       options.routes.map((r) => [
         r.name,
-        { route: r, keyPrefix: JSON.stringify([r.name, r.params]), lastSubject: undefined, lastIdentity: undefined, lastEntry: undefined },
+        { route: r, keyPrefix: keyPrefix(r), lastSubject: undefined, lastIdentity: undefined, lastEntry: undefined },
       ]),
     );
   }
@@ -187,4 +188,9 @@ export class EntryTable {
     }
     if (oldest) this.drop(oldest);
   }
+}
+
+/** The fixed part of a route's key; a route of the default profile keeps the key it had before profiles. */
+function keyPrefix(route: RouteExchange): string {
+  return JSON.stringify(route.sts === undefined || route.sts === DEFAULT_STS_PROFILE ? [route.name, route.params] : [route.name, route.params, route.sts]);
 }

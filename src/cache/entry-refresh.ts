@@ -10,7 +10,7 @@ import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import type { CachedToken } from './cached-token.js';
 import type { Entry, EntryTable } from './entries.js';
 import { refreshPlan, type RefreshPolicy, type RefreshSchedule } from './refresh-schedule.js';
-import type { RouteExchange } from './route-exchange.js';
+import type { ActorToken, RouteCredentials, RouteExchange } from './route-exchange.js';
 import { singleFlight } from './single-flight.js';
 
 export interface ExchangeObserver {
@@ -23,7 +23,7 @@ export interface EntryRefreshOptions {
   readonly schedule: RefreshSchedule<Entry>;
   readonly exchange: Exchange;
   readonly subjectTokens: SubjectTokenProvider;
-  readonly actorToken: { current(): string; readonly type: string } | undefined;
+  readonly actorToken: ActorToken | undefined;
   readonly identity: () => IdentityGeneration | undefined;
   readonly refresh: RefreshPolicy;
   readonly backoff: BackoffPolicy;
@@ -37,10 +37,14 @@ export interface EntryRefresh {
   exchange(entry: Entry, subject: SubjectToken): Promise<CachedToken>;
   /** An exchange for the route's *current* subject token and identity: after a rotation the key moves on. */
   refreshRoute(route: RouteExchange): Promise<CachedToken>;
+  /** The route's own credentials (issue 13), else the provider's. */
+  credentials(route: RouteExchange): RouteCredentials;
 }
 
 export function createEntryRefresh(options: EntryRefreshOptions): EntryRefresh {
   const { table, schedule, observer, now } = options;
+  const defaults: RouteCredentials = { subjectTokens: options.subjectTokens, actorToken: options.actorToken, exchange: options.exchange };
+  const credentials = (route: RouteExchange): RouteCredentials => route.credentials ?? defaults;
 
   function exchange(entry: Entry, subject: SubjectToken): Promise<CachedToken> {
     return singleFlight(entry, () => {
@@ -61,15 +65,16 @@ export function createEntryRefresh(options: EntryRefreshOptions): EntryRefresh {
   }
 
   async function exchangeOnce(entry: Entry, subject: SubjectToken, started: number): Promise<CachedToken> {
-    assertUsable(subject, options.subjectTokens.description, started);
-    const actor = options.actorToken;
+    const own = credentials(entry.route);
+    assertUsable(subject, own.subjectTokens.description, started);
+    const actor = own.actorToken;
     const params = {
       ...entry.route.params,
       subjectToken: subject.value,
       subjectTokenType: subject.type,
       ...(actor ? { actorToken: actor.current(), actorTokenType: actor.type } : {}),
     };
-    const issued = await options.exchange(params, entry.identity, entry.route.name);
+    const issued = await own.exchange(params, entry.identity, entry.route.name);
     return { ...issued, identity: entry.identity };
   }
 
@@ -107,9 +112,9 @@ export function createEntryRefresh(options: EntryRefreshOptions): EntryRefresh {
   }
 
   async function refreshRoute(route: RouteExchange): Promise<CachedToken> {
-    const subject = options.subjectTokens.current();
+    const subject = credentials(route).subjectTokens.current();
     return exchange(table.entryFor(route, subject, options.identity()), subject);
   }
 
-  return { exchange, refreshRoute };
+  return { exchange, refreshRoute, credentials };
 }

@@ -1,33 +1,48 @@
 /**
  * The token cache of `config.cache` and `config.routes`: one entry family per route,
- * exchanging through the given STS client, closed with the sidecar.
+ * exchanging at its STS profile with its subject token (issue 13), closed with the sidecar.
  */
-import type { Config, RouteConfig } from '../config/schema.js';
+import { DEFAULT_STS_PROFILE, type Config, type RouteConfig } from '../config/schema.js';
+import type { Credentials } from '../credentials/from-config.js';
 import type { Deferrer } from '../lifecycle/resources.js';
 import type { Redactor } from '../log/redact.js';
 import { withCertificateBinding } from '../sts/certificate-binding.js';
-import type { StsClient } from '../sts/client.js';
+import type { Exchange } from '../sts/client.js';
+import type { StsClients } from '../sts/profiles-from-config.js';
 import { createTokenProvider, type RouteExchange, type TokenProvider, type TokenProviderOptions } from './token-provider.js';
 
 export interface TokenProviderContext {
-  readonly subjectTokens: TokenProviderOptions['subjectTokens'];
-  readonly actorToken: TokenProviderOptions['actorToken'];
+  /** Each route's subject token and each profile's actor token. */
+  readonly credentials: Pick<Credentials, 'subjectTokens' | 'actorToken' | 'forRoute' | 'actorTokenOf'>;
+  /** Each profile's STS client. */
+  readonly stsClients: Pick<StsClients, 'client'>;
   readonly identity: TokenProviderOptions['identity'];
-  readonly stsClient: StsClient;
   readonly observer: TokenProviderOptions['observer'];
   readonly redactor: Redactor;
   readonly resources: Deferrer;
 }
 
 export function tokenProviderFromConfig(config: Config, parts: TokenProviderContext): TokenProvider {
-  const { stsClient } = parts;
+  const { credentials, stsClients, observer } = parts;
+  // RFC 8705 3.1: a token bound to another certificate is discarded and asked for once more.
+  const exchanges = new Map<string, Exchange>();
+  const exchangeAt = (profile: string): Exchange => {
+    let exchange = exchanges.get(profile);
+    if (!exchange) {
+      const client = stsClients.client(profile);
+      exchanges.set(profile, (exchange = withCertificateBinding((params, generation) => client.exchange(params, generation), observer)));
+    }
+    return exchange;
+  };
   const tokens = createTokenProvider({
-    routes: config.routes.map(routeExchange),
-    subjectTokens: parts.subjectTokens,
-    actorToken: parts.actorToken,
+    routes: config.routes.map((route) => ({
+      ...routeExchange(route),
+      credentials: { subjectTokens: credentials.forRoute(route.name).tokens, actorToken: credentials.actorTokenOf(route.sts), exchange: exchangeAt(route.sts) },
+    })),
+    subjectTokens: credentials.subjectTokens,
+    actorToken: credentials.actorToken,
     identity: parts.identity,
-    // RFC 8705 3.1: a token bound to another certificate is discarded and asked for once more.
-    exchange: withCertificateBinding((params, generation) => stsClient.exchange(params, generation), parts.observer),
+    exchange: exchangeAt(DEFAULT_STS_PROFILE),
     refreshBeforeExpiryRatio: config.cache.refreshBeforeExpiryRatio,
     expirySkewMs: config.cache.expirySkewSeconds * 1000,
     retryInitialDelayMs: config.cache.retryInitialDelaySeconds * 1000,
@@ -35,7 +50,7 @@ export function tokenProviderFromConfig(config: Config, parts: TokenProviderCont
     maxEntries: config.cache.maxEntries,
     reexchangeAfter401IntervalMs: config.limits.reexchangeAfter401IntervalSeconds * 1000,
     redactor: parts.redactor,
-    observer: parts.observer,
+    observer,
   });
   parts.resources.defer(() => tokens.close());
   return tokens;
@@ -45,6 +60,7 @@ function routeExchange(route: RouteConfig): RouteExchange {
   return {
     name: route.name,
     lazy: route.lazy,
+    sts: route.sts,
     params: {
       audience: route.audience,
       resource: route.resource,

@@ -27,10 +27,10 @@ import type { CachedToken } from './cached-token.js';
 import { EntryTable, type Entry } from './entries.js';
 import { createEntryRefresh, type ExchangeObserver } from './entry-refresh.js';
 import { NODE_TIMERS, RefreshSchedule, type Timers } from './refresh-schedule.js';
-import type { RouteExchange } from './route-exchange.js';
+import type { ActorToken, RouteExchange } from './route-exchange.js';
 
 export type { CachedToken } from './cached-token.js';
-export type { RouteExchange } from './route-exchange.js';
+export type { ActorToken, RouteCredentials, RouteExchange } from './route-exchange.js';
 export { MAX_TIMER_DELAY_MS, type Timers } from './refresh-schedule.js';
 
 /** What the provider needs of the workload identity. */
@@ -78,9 +78,10 @@ export interface TokenProviderObserver extends ExchangeObserver, BindingObserver
 }
 
 export interface TokenProviderOptions {
+  /** A route with `credentials` of its own (issue 13) uses them instead of the three below. */
   readonly routes: readonly RouteExchange[];
   readonly subjectTokens: SubjectTokenProvider;
-  readonly actorToken?: { current(): string; readonly type: string } | undefined;
+  readonly actorToken?: ActorToken | undefined;
   /** The workload certificate, when configured: part of the key, passed to the exchange. */
   readonly identity?: IdentitySource | undefined;
   readonly exchange: Exchange;
@@ -136,7 +137,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     let entry: Entry;
     let subject: SubjectToken;
     try {
-      subject = options.subjectTokens.current();
+      subject = refresh.credentials(route).subjectTokens.current();
       entry = table.lookup(route, subject, currentIdentity());
     } catch (err) {
       throw new TokenUnavailableError(routeName, err);
@@ -217,16 +218,18 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   }
 
   // A rotated subject token or certificate: exchange ahead for routes in use, so the first
-  // request after the rotation finds the new key's exchange already under way.
-  const refreshActiveRoutes = () => {
+  // request after the rotation finds the new key's exchange already under way. A subject
+  // token refreshes only the routes exchanging it (issue 13); the certificate, every route.
+  const refreshActiveRoutes = (using: (route: RouteExchange) => boolean) => () => {
     if (closed) return;
     const active = new Set<RouteExchange>();
     for (const e of table.values()) if (!e.route.lazy || e.lastUsed > 0) active.add(e.route);
     for (const r of options.routes) if (!r.lazy) active.add(r);
-    for (const r of active) void refresh.refreshRoute(r).catch(() => {});
+    for (const r of active) if (using(r)) void refresh.refreshRoute(r).catch(() => {});
   };
-  options.subjectTokens.onChange(refreshActiveRoutes);
-  options.identity?.onChange(refreshActiveRoutes);
+  const subjectSources = new Set([options.subjectTokens, ...options.routes.map((r) => refresh.credentials(r).subjectTokens)]);
+  for (const source of subjectSources) source.onChange(refreshActiveRoutes((r) => refresh.credentials(r).subjectTokens === source));
+  options.identity?.onChange(refreshActiveRoutes(() => true));
 
   return {
     getToken,

@@ -8,6 +8,10 @@ import { isIP } from 'node:net';
 import type { z } from 'zod';
 import type { ListenAddress } from '../http/listen-address.js';
 
+/** The name the top-level `sts` goes by in `routes[].sts`, logs and /status (issue 13). */
+export const DEFAULT_STS_PROFILE = 'default';
+const DEFAULT_PROFILE = DEFAULT_STS_PROFILE;
+
 function isAddress(v: unknown): v is ListenAddress {
   return typeof v === 'object' && v !== null && typeof (v as ListenAddress).port === 'number';
 }
@@ -34,21 +38,7 @@ export function checkCrossReferences(c: Record<string, unknown>, ctx: z.Refineme
     if (other) ctx.addIssue({ code: 'custom', path: ['admin', 'listen'], message: `is the same address as ${other}` });
     listens.set(addressKey(admin), 'admin.listen');
   }
-  const sts = c['sts'] as { url?: unknown; allowInsecureHttp?: unknown } | undefined;
-  if (sts?.url instanceof URL && sts.url.protocol === 'http:' && sts.allowInsecureHttp !== true && !isLoopbackHost(sts.url.hostname)) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['sts', 'url'],
-      message: 'plain http to a non-loopback STS would send the subject token in clear; use https or set sts.allowInsecureHttp: true',
-    });
-  }
-  const auth = (sts as { clientAuth?: { method?: unknown; key?: unknown } } | undefined)?.clientAuth;
-  if (auth?.method === 'tls_client_auth' && c['identity'] === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['sts', 'clientAuth', 'method'], message: 'tls_client_auth needs an identity (identity.cert and identity.key)' });
-  }
-  if (auth?.method === 'private_key_jwt' && auth.key === undefined && c['identity'] === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['sts', 'clientAuth', 'key'], message: 'private_key_jwt needs a signing key: give clientAuth.key or an identity' });
-  }
+  checkStsProfiles(c, ctx);
   const forward = c['forward'] as { ca?: unknown; caCertOut?: unknown } | undefined;
   if (forward?.ca !== undefined && forward.caCertOut !== undefined) {
     ctx.addIssue({
@@ -84,6 +74,52 @@ export function checkCrossReferences(c: Record<string, unknown>, ctx: z.Refineme
     }
   });
   checkEndpoints(c, ctx, names, listens);
+  checkRouteProfiles(c, routes, ctx);
+}
+
+/** Each STS profile (the top-level `sts` and every `stsProfiles` entry) on its own: transport and client auth. */
+function checkStsProfiles(c: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  checkSts(c['sts'], ['sts'], c, ctx);
+  const profiles = c['stsProfiles'];
+  if (typeof profiles !== 'object' || profiles === null) return;
+  for (const [name, profile] of Object.entries(profiles)) {
+    if (name === DEFAULT_PROFILE) {
+      ctx.addIssue({ code: 'custom', path: ['stsProfiles', name], message: `"${DEFAULT_PROFILE}" is the top-level sts: give this profile another name` });
+    }
+    checkSts(profile, ['stsProfiles', name], c, ctx);
+  }
+}
+
+function checkSts(value: unknown, path: PropertyKey[], c: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  const sts = value as { url?: unknown; allowInsecureHttp?: unknown; clientAuth?: { method?: unknown; key?: unknown } } | undefined;
+  if (typeof sts !== 'object' || sts === null) return;
+  const where = path.join('.');
+  if (sts.url instanceof URL && sts.url.protocol === 'http:' && sts.allowInsecureHttp !== true && !isLoopbackHost(sts.url.hostname)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [...path, 'url'],
+      message: `plain http to a non-loopback STS would send the subject token in clear; use https or set ${where}.allowInsecureHttp: true`,
+    });
+  }
+  const auth = sts.clientAuth;
+  if (auth?.method === 'tls_client_auth' && c['identity'] === undefined) {
+    ctx.addIssue({ code: 'custom', path: [...path, 'clientAuth', 'method'], message: 'tls_client_auth needs an identity (identity.cert and identity.key)' });
+  }
+  if (auth?.method === 'private_key_jwt' && auth.key === undefined && c['identity'] === undefined) {
+    ctx.addIssue({ code: 'custom', path: [...path, 'clientAuth', 'key'], message: 'private_key_jwt needs a signing key: give clientAuth.key or an identity' });
+  }
+}
+
+/** Issue 13: `routes[].sts` names a profile that exists (the top-level `sts` is `default`). */
+function checkRouteProfiles(c: Record<string, unknown>, routes: ReadonlyArray<Record<string, unknown>>, ctx: z.RefinementCtx): void {
+  const profiles = typeof c['stsProfiles'] === 'object' && c['stsProfiles'] !== null ? c['stsProfiles'] : {};
+  const known = [DEFAULT_PROFILE, ...Object.keys(profiles).filter((n) => n !== DEFAULT_PROFILE)];
+  routes.forEach((r, i) => {
+    if (typeof r !== 'object' || r === null) return;
+    const name = r['sts'] ?? DEFAULT_PROFILE;
+    if (typeof name !== 'string') return;
+    if (!known.includes(name)) ctx.addIssue({ code: 'custom', path: ['routes', i, 'sts'], message: `no STS profile "${name}"; known: ${known.join(', ')}` });
+  });
 }
 
 /** Issue 6 endpoints: listeners stay local, route names exist, token-only routes are reachable. */

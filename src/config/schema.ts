@@ -7,10 +7,10 @@
 import { z } from 'zod';
 import type { ListenAddress } from '../http/listen-address.js';
 import { TOKEN_TYPE } from '../oauth/urns.js';
-import { checkCrossReferences } from './cross-references.js';
+import { checkCrossReferences, DEFAULT_STS_PROFILE } from './cross-references.js';
 import { exactlyOneSource, httpUrl, listenAddress, nonEmpty, routeHost, seconds, secretFields, secretSource, stringList } from './fields.js';
 
-export { TOKEN_TYPE, type ListenAddress };
+export { DEFAULT_STS_PROFILE, TOKEN_TYPE, type ListenAddress };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -77,6 +77,20 @@ const stsSchema = z
     allowInsecureHttp: z.boolean().default(false),
   });
 
+/**
+ * Several identities (issue 13). The user-facing shape: the top-level `sts` (with the
+ * top-level `subjectToken`) stays the profile every route uses unless it says otherwise,
+ * named `default`, so every existing config keeps its meaning; `stsProfiles` adds named
+ * profiles with every `sts` key and an optional `subjectToken` of their own (without it,
+ * the top-level one); `routes[].sts` picks a profile and `routes[].subjectToken` overrides
+ * the subject token for one route (Kubernetes projects several service-account tokens
+ * with different audiences into one pod). One shape rather than "sts or a map": a config
+ * grows a second identity by adding keys, never by rewriting the first.
+ */
+const profileName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'use 1-64 letters, digits, "_", "." or "-"');
+
+const stsProfileSchema = stsSchema.extend({ subjectToken: subjectTokenSchema.optional() });
+
 const authorizationSchema = z.strictObject({
   header: nonEmpty.default('authorization').transform((h) => h.toLowerCase()),
   scheme: z.string().default('Bearer'),
@@ -96,6 +110,10 @@ const routeSchema = z
     resource: stringList.optional(),
     scope: stringList.transform((s) => s.join(' ')).optional(),
     requestedTokenType: nonEmpty.default(TOKEN_TYPE.accessToken),
+    /** The STS profile this route's token is exchanged at: `default` (the top-level `sts`) or a key of `stsProfiles`. */
+    sts: profileName.default(DEFAULT_STS_PROFILE),
+    /** This route's own subject token, instead of its profile's (or the top-level) one. */
+    subjectToken: subjectTokenSchema.optional(),
     /** Google STS `options` (sent as a JSON string). */
     options: z.record(z.string(), z.unknown()).optional(),
     /** Lazy routes exchange on first use and do not gate /readyz. */
@@ -272,8 +290,16 @@ export const configSchema = z
       .prefault({}),
     admin: z.strictObject({ listen: listenAddress.default({ host: '127.0.0.1', port: 15000 }) }).prefault({}),
     log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+    /**
+     * The default profile's subject token, and the one every route without its own (or its
+     * profile's) uses. Required even when no route uses it: existing code and tests read
+     * `config.subjectToken` as always there, and requiring it can be relaxed later without
+     * breaking a config, not the other way round.
+     */
     subjectToken: subjectTokenSchema,
+    /** The `default` STS profile. */
     sts: stsSchema,
+    stsProfiles: z.record(profileName, stsProfileSchema).optional(),
     identity: identitySchema.optional(),
     cache: cacheSchema.prefault({}),
     limits: limitsSchema.prefault({}),
@@ -292,6 +318,7 @@ export type RouteConfig = Config['routes'][number];
 export type StsConfig = Config['sts'];
 export type CacheConfig = Config['cache'];
 export type SubjectTokenConfig = Config['subjectToken'];
+export type StsProfileConfig = NonNullable<Config['stsProfiles']>[string];
 export type ClientAuthConfig = StsConfig['clientAuth'];
 export type SecretSourceConfig = z.output<typeof secretSource>;
 export type IdentityConfig = NonNullable<Config['identity']>;

@@ -40,3 +40,29 @@ function describe(value: string): { digest: Buffer; expiresAt: number | undefine
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
+
+/**
+ * Issue 13: with several subject tokens, the caller must present the subject token of the
+ * route it is served: `check(presented)` (no route) accepts the token of any served route,
+ * so an unauthorised caller learns nothing about the routes; `check(presented, route)` then
+ * accepts only that route's own. One check per distinct source, so rotations are followed once.
+ */
+export function createRoutePodTokenCheck(
+  sourceOf: (route: string) => PodTokenSource,
+  routes: readonly string[],
+  now: () => number = Date.now,
+): (presented: string, route?: string) => boolean {
+  const checks = new Map<PodTokenSource, (presented: string) => boolean>();
+  const byRoute = new Map<string, (presented: string) => boolean>();
+  for (const route of routes) {
+    const source = sourceOf(route);
+    let check = checks.get(source);
+    if (!check) checks.set(source, (check = createPodTokenCheck(source, now)));
+    byRoute.set(route, check);
+  }
+  return (presented, route) => {
+    if (route !== undefined) return byRoute.get(route)?.(presented) ?? false;
+    for (const check of checks.values()) if (check(presented)) return true;
+    return false;
+  };
+}

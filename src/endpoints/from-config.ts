@@ -5,7 +5,7 @@
 import type { RequestListener } from 'node:http';
 import type { Config, ListenAddress, RouteConfig } from '../config/schema.js';
 import { createAzureImdsHandler } from './azure-imds.js';
-import { createPodTokenCheck, type PodTokenSource } from './caller-check.js';
+import { createPodTokenCheck, createRoutePodTokenCheck, type PodTokenSource } from './caller-check.js';
 import type { EndpointContext, EndpointName } from './context.js';
 import { createGceMetadataHandler } from './gce-metadata.js';
 import type { ServableRoute } from './route-selection.js';
@@ -19,15 +19,25 @@ export interface EndpointListener {
   readonly handler: RequestListener;
 }
 
-export function endpointListeners(config: Config, ctx: EndpointContext, podToken: PodTokenSource): EndpointListener[] {
+/**
+ * `podToken`: the subject token `callers: pod-token` compares against; with several subject
+ * tokens (issue 13), the function giving each route's, so a caller is served a route's token
+ * only when it presents that route's subject token.
+ */
+export function endpointListeners(config: Config, ctx: EndpointContext, podToken: PodTokenSource | ((route: string) => PodTokenSource)): EndpointListener[] {
   const out: EndpointListener[] = [];
   const token = config.tokenEndpoint;
   if (token) {
+    const served = tokenEndpointRoutes(config.routes, token.routes);
+    const podTokenCheck = () =>
+      typeof podToken === 'function'
+        ? createRoutePodTokenCheck(podToken, served.map((r) => r.name))
+        : createPodTokenCheck(podToken);
     const handler = createTokenEndpointHandler(
       {
-        routes: tokenEndpointRoutes(config.routes, token.routes).map(servableRoute),
+        routes: served.map(servableRoute),
         defaultRoute: token.defaultRoute,
-        isPodToken: token.callers === 'pod-token' ? createPodTokenCheck(podToken) : undefined,
+        isPodToken: token.callers === 'pod-token' ? podTokenCheck() : undefined,
       },
       ctx,
     );

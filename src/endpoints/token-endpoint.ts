@@ -18,8 +18,11 @@ import { selectRoute, type ServableRoute } from './route-selection.js';
 export interface TokenEndpointOptions {
   readonly routes: readonly ServableRoute[];
   readonly defaultRoute?: string | undefined;
-  /** Present for `callers: pod-token`: true when the presented subject token is the pod's own. */
-  readonly isPodToken?: ((subjectToken: string) => boolean) | undefined;
+  /**
+   * Present for `callers: pod-token`: true when the presented subject token is the pod's own;
+   * asked again with the selected route, whose own subject token it must be (issue 13).
+   */
+  readonly isPodToken?: ((subjectToken: string, route?: string) => boolean) | undefined;
   readonly maxBodyBytes?: number;
 }
 
@@ -58,6 +61,9 @@ export function createTokenEndpointHandler(options: TokenEndpointOptions, ctx: E
       throw new OAuthError('invalid_target', 'no route serves the requested audience, resource or scope, and no defaultRoute is set (RFC 8693 section 2.2.2)');
     }
     record.route = route.name;
+    if (options.isPodToken && !options.isPodToken(request.subjectToken, route.name)) {
+      throw new OAuthError('invalid_grant', "subject_token is not the subject token of the route serving this request (RFC 6749 section 5.2)");
+    }
     checkTokenType(request, route);
     let token: CachedToken;
     try {
