@@ -110,6 +110,8 @@ describe('STS profiles: two identities in one pod (issue 13)', () => {
     assert.equal(atInternal.get('https://reports.internal')?.subjectToken, tokens.reports);
     assert.ok([...atInternal.values()].every((s) => !s.json), 'the default profile sends a form');
     assert.deepEqual(subjectAudiences(internal), new Set(['sts.internal', 'reports-sts']));
+    // What /status shows: each route's profile.
+    assert.deepEqual(h.sidecar.tokens.status().map((s) => [s.route, s.sts, s.valid]), [['orders', 'default', true], ['storage', 'google', true], ['reports', 'default', true]]);
   });
 
   it('rotating one subject-token file re-exchanges only the routes that use it; identical configs share one source', async (t) => {

@@ -17,6 +17,7 @@
  * (issue 10 item 5). The RFC 8705 binding check wraps the exchange (sts/certificate-binding.ts)
  * and the metric labels of its outcomes live in admin/exchange-result.ts.
  */
+import { DEFAULT_STS_PROFILE } from '../config/cross-references.js';
 import { SidecarError, TokenUnavailableError } from '../errors.js';
 import type { SubjectToken, SubjectTokenProvider } from '../credentials/subject-token.js';
 import { createRedactor, type Redactor } from '../log/redact.js';
@@ -63,6 +64,8 @@ export interface RouteTokenStatus {
   readonly refreshing: boolean;
   readonly consecutiveFailures: number;
   readonly lastErrorCode: string | undefined;
+  /** The route's STS profile (issue 13); set by the provider, optional only for hand-built values. */
+  readonly sts?: string;
 }
 
 /**
@@ -209,6 +212,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
         refreshing: best?.inflight !== undefined,
         consecutiveFailures: best?.consecutiveFailures ?? 0,
         lastErrorCode: lastError instanceof SidecarError ? lastError.code : lastError ? 'ERR_UNKNOWN' : undefined,
+        sts: route.sts ?? DEFAULT_STS_PROFILE,
       };
     });
   }
