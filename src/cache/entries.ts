@@ -4,8 +4,9 @@
  * item 23).
  *
  * A key is everything that changes the token: the route's exchange parameters and STS
- * profile (issue 13: two profiles are two issuers), a digest of the subject token and the thumbprint of the workload certificate the STS saw (RFC 8705: a
- * token bound to one certificate is useless with another).
+ * profile (issue 13: two profiles are two issuers), a digest of the subject token and the
+ * thumbprint of the workload certificate the STS saw (RFC 8705: a token bound to one
+ * certificate is useless with another).
  */
 import { DEFAULT_STS_PROFILE } from '../config/cross-references.js';
 import type { SubjectToken } from '../credentials/subject-token.js';

@@ -29,10 +29,7 @@ export function endpointListeners(config: Config, ctx: EndpointContext, podToken
   const token = config.tokenEndpoint;
   if (token) {
     const served = tokenEndpointRoutes(config.routes, token.routes);
-    const podTokenCheck = () =>
-      typeof podToken === 'function'
-        ? createRoutePodTokenCheck(podToken, served.map((r) => r.name))
-        : createPodTokenCheck(podToken);
+    const podTokenCheck = typeof podToken === 'function' ? () => createRoutePodTokenCheck(podToken, served.map((r) => r.name)) : () => createPodTokenCheck(podToken);
     const handler = createTokenEndpointHandler(
       {
         routes: served.map(servableRoute),
