@@ -14,6 +14,7 @@ import { decodeJwt } from 'jose';
 import { request } from 'undici';
 import { eventually } from './helpers/eventually.js';
 import { configProblems } from './helpers/config-problems.js';
+import { createTestPki } from './helpers/pki.js';
 import { startFakeSts, type FakeSts, type StsRequest } from './helpers/fake-sts.js';
 import { closeAfter, parsedLogs, startHarness, startUpstream, TOKEN_TYPE_JWT } from './helpers/harness.js';
 
@@ -112,6 +113,48 @@ describe('STS profiles: two identities in one pod (issue 13)', () => {
     assert.deepEqual(subjectAudiences(internal), new Set(['sts.internal', 'reports-sts']));
     // What /status shows: each route's profile.
     assert.deepEqual(h.sidecar.tokens.status().map((s) => [s.route, s.sts, s.valid]), [['orders', 'default', true], ['storage', 'google', true], ['reports', 'default', true]]);
+  });
+
+  it('each profile has its own client auth, trust and actor token', async (t) => {
+    const own = closeAfter(t);
+    const pki = createTestPki();
+    const internal = own(await startFakeSts({ prefix: 'internal' }));
+    const google = own(await startFakeSts({ prefix: 'google', tls: { cert: pki.server.certPem, key: pki.server.keyPem } }));
+    const { files } = await twoIdentities(t);
+    const caFile = join(await mkdtemp(join(tmpdir(), 'sts-sidecar-profiles-ca-')), 'ca.pem');
+    t.after(() => rm(join(caFile, '..'), { recursive: true, force: true }));
+    await writeFile(caFile, pki.ca.certPem);
+    const upstream = own(await startUpstream());
+    const h = own(await startHarness({
+      subjectToken: { file: files.internal },
+      sts: {
+        url: internal.tokenUrl,
+        clientAuth: { method: 'client_secret_basic', clientId: 'orders-app', clientSecret: { value: 'internal-secret' } },
+        actorToken: { value: 'actor-of-default', type: TOKEN_TYPE_JWT },
+      },
+      stsProfiles: {
+        google: { url: google.tokenUrl, encoding: 'json', ca: caFile, subjectToken: { file: files.google } },
+        // The same https STS without its CA: trust is the profile's own, not borrowed from another.
+        untrusted: { url: google.tokenUrl, encoding: 'json', subjectToken: { file: files.google } },
+      },
+      routes: [
+        { name: 'orders', listen: '127.0.0.1:0', upstream: upstream.url },
+        { name: 'storage', listen: '127.0.0.1:0', upstream: upstream.url, sts: 'google' },
+        { name: 'elsewhere', listen: '127.0.0.1:0', upstream: upstream.url, sts: 'untrusted', lazy: true },
+      ],
+    }));
+    const atInternal = internal.received[0]!;
+    assert.match(String(atInternal.headers.authorization), /^Basic /);
+    assert.equal(atInternal.form.get('actor_token'), 'actor-of-default');
+    assert.equal(google.received.length, 1);
+    const atGoogle = google.received[0]!;
+    assert.equal(atGoogle.headers.authorization, undefined, 'no client auth for the google profile');
+    assert.equal((JSON.parse(atGoogle.body) as Record<string, unknown>)['actorToken'], undefined, 'no actor token for the google profile');
+
+    assert.equal(await get(`${h.sidecar.routeUrls['storage']}/`), 200);
+    assert.equal(await get(`${h.sidecar.routeUrls['elsewhere']}/`), 503);
+    assert.equal(google.received.length, 1, 'the untrusted profile never got past TLS');
+    assert.equal(h.sidecar.tokens.status().find((s) => s.route === 'elsewhere')!.lastErrorCode, 'ERR_STS_UNREACHABLE');
   });
 
   it('rotating one subject-token file re-exchanges only the routes that use it; identical configs share one source', async (t) => {
