@@ -111,6 +111,9 @@ describe('STS profiles: two identities in one pod (issue 13)', () => {
     assert.equal(atInternal.get('https://reports.internal')?.subjectToken, tokens.reports);
     assert.ok([...atInternal.values()].every((s) => !s.json), 'the default profile sends a form');
     assert.deepEqual(subjectAudiences(internal), new Set(['sts.internal', 'reports-sts']));
+    // At debug level, no subject token and no issued token in the logs.
+    const logged = h.logs.join('');
+    for (const secret of [...Object.values(tokens), ...internal.issued, ...google.issued]) assert.ok(!logged.includes(secret), 'a token was logged');
     // What /status shows: each route's profile.
     assert.deepEqual(h.sidecar.tokens.status().map((s) => [s.route, s.sts, s.valid]), [['orders', 'default', true], ['storage', 'google', true], ['reports', 'default', true]]);
   });
