@@ -199,13 +199,13 @@ function formatReport(r: IssuedReport, accessToken: string | undefined): string 
     `  issued token type  ${r.issuedTokenType}`,
     `  token type         ${r.tokenType}`,
     `  expires            ${r.expiresAt} (${relativeTime(Date.parse(r.expiresAt), now)})`,
-    `  scope              ${r.scope ?? '(none returned)'}`,
+    `  scope              ${r.scope ?? '(the STS returned none)'}`,
   ];
   if (r.jwt) {
     lines.push('  JWT claims (decoded WITHOUT verifying the signature):');
     for (const [name, value] of Object.entries(r.jwt.claims)) {
       const when = name === 'exp' || name === 'iat' || name === 'nbf' ? numericDate(r.jwt.claims, name) : undefined;
-      const shown = when !== undefined ? `${new Date(when).toISOString()} (${relativeTime(when, now)})` : typeof value === 'string' ? value : JSON.stringify(value);
+      const shown = when !== undefined ? `${new Date(when).toISOString()} (${relativeTime(when, now)})` : typeof value === 'string' ? value : Array.isArray(value) && value.every((v) => typeof v === 'string') ? value.join(', ') : JSON.stringify(value);
       lines.push(`    ${name.padEnd(9)}${shown}`);
     }
   } else {
