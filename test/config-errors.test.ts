@@ -133,6 +133,7 @@ describe('YAML syntax errors (issue 13)', () => {
         assert.doesNotMatch(err.message, /:\s*$/);
         assert.doesNotMatch(err.message, /\n/);
         assert.doesNotMatch(err.message, /s3cr3t/);
+        assert.equal(err.cause, undefined, 'the parser\'s own error quotes the file: it is not kept');
         assert.equal(err.problems.length, 1);
         return true;
       },

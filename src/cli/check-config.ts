@@ -4,7 +4,8 @@ import type { ConfigProblem } from '../config/issue-messages.js';
 import { loadConfigFile } from '../config/load.js';
 import { SidecarError } from '../errors.js';
 
-const USAGE = `Usage: sts-sidecar check-config [--files] FILE
+const USAGE = `Usage: sts-sidecar check-config FILE
+       sts-sidecar check-config --files FILE
 
 Validates FILE against the configuration schema and exits 0 when it is valid, or 2
 with every problem found, each naming its key path (e.g. routes[0].upstream).

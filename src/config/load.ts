@@ -37,9 +37,9 @@ export class ConfigSyntaxError extends ConfigValidationError {
     const first = ((err as Error).message ?? String(err)).split('\n')[0]!;
     // yaml's pretty errors end the line with " at line L, column C:", which `where` says already.
     const what = first.replace(/\s*at line \d+, column \d+:?\s*$/, '').replace(/:\s*$/, '');
+    // The parser's error is not kept as `cause`: its pretty message quotes the file's lines.
     super([{ path: '', problem: `${where}: not valid YAML or JSON: ${lowerFirst(what)}` }]);
     this.message = this.problems[0]!.problem;
-    this.cause = err;
   }
 }
 
