@@ -1,19 +1,24 @@
 #!/usr/bin/env node
 /**
- * sts-sidecar command line: run | check-config | dev-sts | demo.
+ * sts-sidecar command line: run | check-config | token | dev-sts | demo.
  *
  * The development commands are imported on use, so `run` never loads the reference STS or
  * the demo (issue 11 item 6; test/layering.test.ts checks it).
  */
 import { runCommand } from './run.js';
 import { checkConfigCommand } from './check-config.js';
+import { tokenCommand } from './token.js';
 import { VERSION } from '../version.js';
 
 const USAGE = `sts-sidecar ${VERSION}: exchanges the workload's credential at an STS (RFC 8693) and injects the token
 
 Usage:
   sts-sidecar [run] --config FILE     run the sidecar (or set STS_SIDECAR_CONFIG)
-  sts-sidecar check-config FILE       validate a config file and exit (0 = valid)
+  sts-sidecar check-config [--files] FILE
+                                      validate a config file and exit (0 = valid); --files
+                                      also opens the certificates, keys and tokens it names
+  sts-sidecar token ROUTE --config FILE [--print-token] [--json]
+                                      exchange once for ROUTE and print the token's claims
   sts-sidecar dev-sts [options]       run the reference STS for development
   sts-sidecar demo                    run the reference STS, a demo upstream and the sidecar together
   sts-sidecar demo-upstream [options] run only the demo upstream (for the compose demo)
@@ -40,6 +45,8 @@ export async function main(argv: string[]): Promise<number> {
       return runCommand(rest);
     case 'check-config':
       return checkConfigCommand(rest);
+    case 'token':
+      return tokenCommand(rest);
     case 'dev-sts':
       return (await import('../devsts/cli.js')).runDevStsCommand(rest);
     case 'demo':

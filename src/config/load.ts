@@ -4,15 +4,13 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { substituteEnvironment, type Environment } from './env-substitution.js';
+import { formatKeyPath, problemsFromIssues, type ConfigProblem } from './issue-messages.js';
 import { configSchema, type Config } from './schema.js';
 
-export interface ConfigProblem {
-  readonly path: string;
-  readonly problem: string;
-}
+export type { ConfigProblem };
+export { formatKeyPath };
 
 /** Raised with every problem found, so one run of check-config shows them all. */
 export class ConfigValidationError extends ConfigError {
@@ -28,42 +26,38 @@ export class ConfigValidationError extends ConfigError {
   }
 }
 
+/**
+ * Text that is not YAML (or JSON): `config.yaml:3:7: <what>`, as compilers write it. Only
+ * the parser's first line is kept: the lines after it quote the file, which may hold a secret.
+ */
+export class ConfigSyntaxError extends ConfigValidationError {
+  constructor(source: string, err: unknown) {
+    const pos = err instanceof YAMLParseError ? err.linePos?.[0] : undefined;
+    const where = pos ? `${source}:${pos.line}:${pos.col}` : source;
+    const first = ((err as Error).message ?? String(err)).split('\n')[0]!;
+    // yaml's pretty errors end the line with " at line L, column C:", which `where` says already.
+    const what = first.replace(/\s*at line \d+, column \d+:?\s*$/, '').replace(/:\s*$/, '');
+    // The parser's error is not kept as `cause`: its pretty message quotes the file's lines.
+    super([{ path: '', problem: `${where}: not valid YAML or JSON: ${lowerFirst(what)}` }]);
+    this.message = this.problems[0]!.problem;
+  }
+}
+
+function lowerFirst(text: string): string {
+  return /^[A-Z][a-z]/.test(text) ? text[0]!.toLowerCase() + text.slice(1) : text;
+}
+
 function formatProblem(p: ConfigProblem): string {
   return p.path ? `${p.path}: ${p.problem}` : p.problem;
-}
-
-/** `routes[0].upstream` from zod's ['routes', 0, 'upstream']. */
-export function formatKeyPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out ? `.${String(part)}` : String(part);
-  }
-  return out;
-}
-
-function toProblems(error: z.ZodError): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
-  for (const issue of error.issues) {
-    if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) {
-        problems.push({ path: formatKeyPath([...issue.path, key]), problem: 'unknown key' });
-      }
-      continue;
-    }
-    let problem = issue.message;
-    if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) problem = 'is required';
-    problems.push({ path: formatKeyPath(issue.path), problem });
-  }
-  return problems;
 }
 
 export function parseConfig(input: unknown): Config {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     throw new ConfigValidationError([{ path: '', problem: 'the configuration must be a mapping (YAML) or object (JSON)' }]);
   }
-  const result = configSchema.safeParse(input);
-  if (!result.success) throw new ConfigValidationError(toProblems(result.error));
+  // reportInput: the messages name the kind of value found (never the value itself).
+  const result = configSchema.safeParse(input, { reportInput: true });
+  if (!result.success) throw new ConfigValidationError(problemsFromIssues(result.error.issues, configSchema));
   return deepFreeze(result.data);
 }
 
@@ -77,8 +71,7 @@ export function parseConfigText(text: string, source = 'config', env: Environmen
     // YAML 1.2 is a superset of JSON, so one parser serves both formats.
     input = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
   } catch (err) {
-    const where = err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
-    throw new ConfigError('', `${source}: not valid YAML or JSON${where}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+    throw new ConfigSyntaxError(source, err);
   }
   const { value, problems } = substituteEnvironment(input, env);
   if (problems.length > 0) throw new ConfigValidationError(problems);
