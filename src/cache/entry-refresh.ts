@@ -37,6 +37,8 @@ export interface EntryRefresh {
   exchange(entry: Entry, subject: SubjectToken): Promise<CachedToken>;
   /** An exchange for the route's *current* subject token and identity: after a rotation the key moves on. */
   refreshRoute(route: RouteExchange): Promise<CachedToken>;
+  /** Arms the refresh-ahead timer of an entry whose token came from elsewhere (a reload's carry-over). */
+  rearm(entry: Entry): void;
 }
 
 export function createEntryRefresh(options: EntryRefreshOptions): EntryRefresh {
@@ -111,5 +113,5 @@ export function createEntryRefresh(options: EntryRefreshOptions): EntryRefresh {
     return exchange(table.entryFor(route, subject, options.identity()), subject);
   }
 
-  return { exchange, refreshRoute };
+  return { exchange, refreshRoute, rearm: (entry) => schedule.at(entry, entry.refreshAt, () => due(entry)) };
 }

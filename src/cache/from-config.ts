@@ -41,6 +41,17 @@ export function tokenProviderFromConfig(config: Config, parts: TokenProviderCont
   return tokens;
 }
 
+/**
+ * Per route, everything its token depends on, as one string: its exchange parameters, the
+ * STS and how the sidecar authenticates there, the subject and actor tokens' sources, the
+ * identity, and the cache policy. A configuration reload carries a route's cached token over
+ * to the new generation only when this did not change (issue 13).
+ */
+export function routeFingerprints(config: Config): Map<string, string> {
+  const shared = { sts: config.sts, subjectToken: config.subjectToken, identity: config.identity ?? null, cache: config.cache };
+  return new Map(config.routes.map((r) => [r.name, JSON.stringify({ ...shared, exchange: routeExchange(r) })]));
+}
+
 function routeExchange(route: RouteConfig): RouteExchange {
   return {
     name: route.name,
