@@ -1,26 +1,28 @@
 /**
- * The composition root: config in, running sidecar out. Each area is built from its own
- * `*-from-config`, in dependency order so nothing is bound late; whatever is opened leaves
- * its close on one stack of resources, closed in reverse on shutdown or a failed start.
+ * The composition root: config in, running sidecar out. What lives as long as the sidecar
+ * (logger, redactor, metrics, the dial policy, the listener pool, the admin handler) is built
+ * here; everything built from one configuration is a generation (generation.ts), replaced
+ * whole by a configuration reload (reload.ts, issue 13).
  */
 import type { DestinationStream } from 'pino';
-import { withExchangeLogs } from './admin/exchange-log.js';
 import { createAdmin, metricsFromConfig } from './admin/from-config.js';
+import { createReloadMetrics } from './admin/reload-metrics.js';
 import { logListening } from './admin/startup-log.js';
-import { tokenProviderFromConfig } from './cache/from-config.js';
 import type { TokenProvider } from './cache/token-provider.js';
+import { checkConfigFiles } from './config/check-files.js';
 import type { Config } from './config/schema.js';
-import { credentialsFromConfig, logSourceError } from './credentials/from-config.js';
-import { endpointListeners, type EndpointName } from './endpoints/index.js';
-import { createListenerSet } from './lifecycle/listeners.js';
-import { Resources } from './lifecycle/resources.js';
+import type { EndpointName } from './endpoints/index.js';
+import { buildGeneration, type ServingGeneration, type Shared } from './generation.js';
+import { watchConfigFile } from './lifecycle/config-watch.js';
+import { createListenerPool } from './lifecycle/listener-pool.js';
+import { waitForQuiet } from './lifecycle/quiet.js';
 import { createLogger, type Logger } from './log/logger.js';
-import { createRedactor, type Redactor } from './log/redact.js';
+import { createRedactor } from './log/redact.js';
 import { LogThrottle } from './log/throttle.js';
 import { createDialPolicy } from './proxy/forward/dial-policy.js';
-import { startProxyFromConfig } from './proxy/from-config.js';
-import { stsClientsFromConfig } from './sts/profiles-from-config.js';
-import { identityFromConfig } from './tls/identity-from-config.js';
+import { createReloader, type ReloadResult } from './reload.js';
+
+export type { ReloadResult } from './reload.js';
 
 export interface StartOptions {
   /** Where logs go (default stdout). Tests pass a stream to inspect them. */
@@ -29,9 +31,14 @@ export interface StartOptions {
   readonly logger?: Logger;
   /** Wait for the first exchange of every eager route before resolving (default false). */
   readonly waitForTokens?: boolean;
+  /** The file `config` was read from: what reload() reads again. */
+  readonly configFile?: string;
+  /** Reload when `configFile` changes (kubelet `..data` swaps included); default false. */
+  readonly watchConfig?: boolean;
 }
 
 export interface Sidecar {
+  /** These read the generation serving now (a reload may move a listener). */
   readonly proxyUrl: string;
   readonly adminUrl: string;
   /** URL of each route's dedicated listener, by route name. */
@@ -39,9 +46,12 @@ export interface Sidecar {
   /** URL of each configured local endpoint (token, gce, azure). */
   readonly endpointUrls: Readonly<Partial<Record<EndpointName, string>>>;
   readonly tokens: TokenProvider;
+  readonly generation: number;
   readonly logger: Logger;
   /** Resolves once every eager route has had its first exchange (successful or not). */
   readonly warmedUp: Promise<void>;
+  /** Applies `config`, or re-reads the config file; the serving configuration stays when it fails. */
+  reload(config?: Config): Promise<ReloadResult>;
   close(drainMs?: number): Promise<void>;
 }
 
@@ -49,57 +59,102 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
   // One redactor per sidecar (issue 10 item 23): its secrets live and die with it.
   const redactor = createRedactor();
   const logger = options.logger ?? createLogger(config.log.level, options.logDestination, redactor);
-  const resources = new Resources();
-  try {
-    return await build(config, options, logger, redactor, resources);
-  } catch (err) {
-    await resources.close();
-    throw err;
-  }
-}
-
-async function build(config: Config, options: StartOptions, logger: Logger, redactor: Redactor, resources: Resources): Promise<Sidecar> {
   const metrics = metricsFromConfig(config);
-  const credentials = await credentialsFromConfig(config, { logger, redactor, resources });
-  const identity = await identityFromConfig(config, { logger, observer: metrics.identityObserver, resources });
-  const stsClients = await stsClientsFromConfig(config, { identity, redactor, resources, onSourceError: (key) => logSourceError(logger, key) });
-  const observer = withExchangeLogs(metrics.tokenObserver, logger);
-  const tokens = tokenProviderFromConfig(config, { credentials, stsClients, identity, observer, redactor, resources });
-
+  let serving: ServingGeneration | undefined;
+  const current = () => serving!;
+  let accepting = true;
   // Issue 10 item 10: no relay back into any listener; item 11: with allowNonLoopback, other
   // hosts' requests are not relayed to local-only services.
-  const dialPolicy = createDialPolicy({ refuseLocalDestinations: config.proxy.allowNonLoopback });
-  const { listen, drain } = createListenerSet(config, { observer: metrics.connectionObserver, dialPolicy, resources });
-  const failureLogs = new LogThrottle();
-  const proxy = await startProxyFromConfig(config, { tokens, logger, failureLogs, observers: metrics, dialPolicy, listen, defer: (close) => resources.defer(close) });
+  const dialPolicy = createDialPolicy({ refuseLocalDestinations: () => current().config.proxy.allowNonLoopback });
+  const pool = createListenerPool({ observer: metrics.connectionObserver, dialPolicy });
+  const adminHandler = createAdmin(metrics, { tokenStatus: () => current().tokens.status(), identity: () => current().identity, accepting: () => accepting });
+  const shared: Shared = { logger, redactor, metrics, dialPolicy, pool, failureLogs: new LogThrottle(), adminHandler };
 
-  const endpointCtx = { tokens, logger, observer: metrics.endpointObserver, failureLogs };
-  const endpointUrls: Partial<Record<EndpointName, string>> = {};
-  for (const e of endpointListeners(config, endpointCtx, (route) => credentials.forRoute(route).source)) endpointUrls[e.name] = (await listen('endpoints', e.listen, e.key, e.handler)).url;
+  let first;
+  try {
+    first = await buildGeneration(config, 1, shared, undefined);
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
+  await first.commit(undefined, 0);
+  serving = first;
+  logListening(logger, config, { ...first, subjectTokenSource: first.subjectSource.description });
 
-  let accepting = true;
-  const admin = await listen('admin', config.admin.listen, 'admin.listen', createAdmin(metrics, { tokens, identity, accepting: () => accepting }));
-  logListening(logger, config, { ...proxy, adminUrl: admin.url, endpointUrls, subjectTokenSource: credentials.subjectSource.description, identity });
+  /** Generations replaced by a reload whose last requests are still being served. */
+  const retiring = new Set<ServingGeneration>();
+  const reloadObserver = createReloadMetrics(metrics.registry, 1);
+  const reloader = createReloader({
+    file: options.configFile,
+    logger,
+    observer: reloadObserver,
+    // Issue 13: the files a new config names are opened before anything is built from it.
+    checkFiles: checkConfigFiles,
+    target: {
+      get generation() {
+        return current().number;
+      },
+      get config() {
+        return current().config;
+      },
+      async apply(next) {
+        const previous = current();
+        const pending = await buildGeneration(next, previous.number + 1, shared, previous);
+        const drainMs = next.shutdown.drainSeconds * 1000;
+        const carriedRoutes = await pending.commit(previous, drainMs);
+        serving = pending;
+        metrics.knowRoutes(next.routes.map((r) => r.name));
+        logger.level = next.log.level;
+        void pending.tokens.warmUp();
+        retiring.add(previous);
+        // Its upstream pools and watchers close once its last request is done (bounded).
+        const maxWaitMs = Math.max(next.limits.requestTimeoutSeconds, next.limits.idleTimeoutSeconds) * 1000;
+        void previous.retire(pending, maxWaitMs).finally(() => retiring.delete(previous));
+        return { carriedRoutes };
+      },
+    },
+  });
+  const watcher = options.configFile && options.watchConfig ? watchConfigFile(options.configFile, { onChange: () => void reloader.reload(), logger }) : undefined;
 
-  const warmedUp = tokens.warmUp();
+  const warmedUp = first.tokens.warmUp();
   if (options.waitForTokens) await warmedUp;
 
+  const inFlight = () => [current(), ...retiring].reduce((n, g) => n + g.inFlight(), 0);
   let closing: Promise<void> | undefined;
   return {
-    proxyUrl: proxy.proxyUrl,
-    adminUrl: admin.url,
-    routeUrls: proxy.routeUrls,
-    endpointUrls,
-    tokens,
+    get proxyUrl() {
+      return current().proxyUrl;
+    },
+    get adminUrl() {
+      return current().adminUrl;
+    },
+    get routeUrls() {
+      return current().routeUrls;
+    },
+    get endpointUrls() {
+      return current().endpointUrls;
+    },
+    get tokens() {
+      return current().tokens;
+    },
+    get generation() {
+      return current().number;
+    },
     logger,
     warmedUp,
-    close(drainMs = config.shutdown.drainSeconds * 1000) {
+    reload: (next) => reloader.reload(next),
+    close(drainMs = current().config.shutdown.drainSeconds * 1000) {
       closing ??= (async () => {
+        watcher?.close();
         accepting = false;
-        // Traffic drains first, the admin listener answers (not ready) until then.
-        await drain(drainMs, admin);
-        await admin.close(0);
-        await resources.close();
+        // Readiness fails now; listeners keep accepting until nothing has been in flight for
+        // shutdown.idleSeconds or the drain window ends (issue 13). Then they stop, and what
+        // is still in flight has the rest of the window.
+        const started = Date.now();
+        await waitForQuiet({ inFlight, idleMs: current().config.shutdown.idleSeconds * 1000, windowMs: drainMs });
+        await pool.drain(Math.max(0, drainMs - (Date.now() - started)), 'admin');
+        await pool.close();
+        await Promise.all([...retiring, current()].map((g) => g.retire(undefined, 0)));
         logger.info('sts-sidecar stopped');
         logger.flush();
       })();

@@ -7,8 +7,8 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import type { EndpointObserver } from '../endpoints/context.js';
 import { METRIC_PREFIX, statusClass } from './names.js';
 
-export function createEndpointMetrics(registry: Registry, routeNames: readonly string[]): EndpointObserver {
-  const known = new Set(routeNames);
+/** `known`: the configured route names, read at each count (a reload adds to it). */
+export function createEndpointMetrics(registry: Registry, known: ReadonlySet<string>): EndpointObserver {
   const requests = new Counter({
     name: `${METRIC_PREFIX}endpoint_requests_total`,
     help: 'Requests to the local token endpoint and metadata emulations, by endpoint (token, gce, azure), route ("none" when refused before routing) and status class.',

@@ -4,7 +4,7 @@
  * the admin listener's handler and the gauges that read their state.
  */
 import type { RequestListener } from 'node:http';
-import type { TokenProvider } from '../cache/token-provider.js';
+import type { RouteTokenStatus } from '../cache/token-provider.js';
 import type { Config } from '../config/schema.js';
 import type { WorkloadIdentity } from '../tls/identity.js';
 import { createMetrics, type SidecarMetrics } from './metrics.js';
@@ -15,14 +15,15 @@ export function metricsFromConfig(config: Config): SidecarMetrics {
   return createMetrics(config.routes.map((r) => r.name));
 }
 
+/** Read on every request: a configuration reload replaces the cache and may replace the identity. */
 export interface AdminState {
-  readonly tokens: TokenProvider;
-  readonly identity: WorkloadIdentity | undefined;
+  tokenStatus(): RouteTokenStatus[];
+  identity(): WorkloadIdentity | undefined;
   /** False while shutting down: readiness fails first so traffic drains away. */
   accepting(): boolean;
 }
 
-export function createAdmin(metrics: SidecarMetrics, { tokens, identity, accepting }: AdminState): RequestListener {
-  registerStateGauges(metrics.registry, { tokenStatus: () => tokens.status(), identityExpiry: () => identity?.current().notAfter });
-  return createAdminHandler({ registry: metrics.registry, tokenStatus: () => tokens.status(), accepting });
+export function createAdmin(metrics: SidecarMetrics, { tokenStatus, identity, accepting }: AdminState): RequestListener {
+  registerStateGauges(metrics.registry, { tokenStatus, identityExpiry: () => identity()?.current().notAfter });
+  return createAdminHandler({ registry: metrics.registry, tokenStatus, accepting });
 }

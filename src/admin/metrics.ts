@@ -24,6 +24,11 @@ export interface SidecarMetrics {
   readonly identityObserver: IdentityObserver;
   readonly connectionObserver: ConnectionObserver;
   readonly endpointObserver: EndpointObserver;
+  /**
+   * Route names a reloaded configuration adds (issue 13). Names are never forgotten, so the
+   * series of a removed route stay; the label stays bounded by the names ever configured.
+   */
+  knowRoutes(routeNames: readonly string[]): void;
 }
 
 /**
@@ -183,8 +188,9 @@ export function createMetrics(routeNames: readonly string[]): SidecarMetrics {
     retriedAfter401: (route) => retries.labels(routeLabel(route)).inc(),
   };
   const identityObserver: IdentityObserver = { rotated: () => rotations.inc(), reloadFailed: () => reloadErrors.inc() };
-  const endpointObserver = createEndpointMetrics(registry, routeNames);
-  return { registry, tokenObserver, proxyObserver, identityObserver, forwardObserver, connectionObserver, endpointObserver };
+  const endpointObserver = createEndpointMetrics(registry, known);
+  const knowRoutes = (names: readonly string[]) => names.forEach((n) => known.add(n));
+  return { registry, tokenObserver, proxyObserver, identityObserver, forwardObserver, connectionObserver, endpointObserver, knowRoutes };
 }
 
 /** Counts per label set, kept as plain numbers between scrapes. */

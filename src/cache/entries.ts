@@ -16,8 +16,21 @@ import type { CachedToken } from './cached-token.js';
 import type { RefreshPlan } from './refresh-schedule.js';
 import type { RouteExchange } from './route-exchange.js';
 
+/** What a configuration reload hands from one generation's cache to the next. */
+export interface CarriedEntry {
+  readonly route: string;
+  readonly subjectDigest: string;
+  readonly identity: IdentityGeneration | undefined;
+  readonly token: CachedToken;
+  readonly usableUntil: number;
+  readonly refreshAt: number;
+  readonly lastUsed: number;
+}
+
 export interface Entry {
   readonly key: string;
+  /** The subject token's digest in the key (what a carried entry is found again by). */
+  readonly subjectDigest: string;
   readonly route: RouteExchange;
   readonly identity: IdentityGeneration | undefined;
   /** Set through EntryTable.store and .discard only, so the redactor stays in step. */
@@ -83,12 +96,14 @@ export class EntryTable {
   }
 
   /** The entry for this key, created (evicting the least recently used) when missing. */
-  entryFor(route: RouteExchange, subject: SubjectToken, identity: IdentityGeneration | undefined): Entry {
-    const key = `${this.#slots.get(route.name)!.keyPrefix}|${subject.digest}|${identity?.thumbprint ?? ''}`;
+  entryFor(route: RouteExchange, subject: SubjectToken | string, identity: IdentityGeneration | undefined): Entry {
+    const digest = typeof subject === 'string' ? subject : subject.digest;
+    const key = `${this.#slots.get(route.name)!.keyPrefix}|${digest}|${identity?.thumbprint ?? ''}`;
     let entry = this.#entries.get(key);
     if (!entry) {
       entry = {
         key,
+        subjectDigest: digest,
         route,
         identity,
         token: undefined,
@@ -103,6 +118,21 @@ export class EntryTable {
       this.#entries.set(key, entry);
       if (this.#entries.size > this.#options.maxEntries) this.#evictLeastRecentlyUsed(entry);
     }
+    return entry;
+  }
+
+  /**
+   * A token carried over from the previous configuration generation (issue 13): the same key,
+   * because the route's exchange parameters, subject token and certificate did not change.
+   */
+  adopt(carried: CarriedEntry, route: RouteExchange): Entry {
+    const entry = this.entryFor(route, carried.subjectDigest, carried.identity);
+    this.#options.redactor.register(carried.token.accessToken);
+    if (entry.token) this.#options.redactor.forget(entry.token.accessToken);
+    entry.token = carried.token;
+    entry.usableUntil = carried.usableUntil;
+    entry.refreshAt = carried.refreshAt;
+    entry.lastUsed = carried.lastUsed;
     return entry;
   }
 

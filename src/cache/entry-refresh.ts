@@ -39,6 +39,8 @@ export interface EntryRefresh {
   refreshRoute(route: RouteExchange): Promise<CachedToken>;
   /** The route's own credentials (issue 13), else the provider's. */
   credentials(route: RouteExchange): RouteCredentials;
+  /** Arms the refresh-ahead timer of an entry whose token came from elsewhere (a reload's carry-over). */
+  rearm(entry: Entry): void;
 }
 
 export function createEntryRefresh(options: EntryRefreshOptions): EntryRefresh {
@@ -116,5 +118,5 @@ export function createEntryRefresh(options: EntryRefreshOptions): EntryRefresh {
     return exchange(table.entryFor(route, subject, options.identity()), subject);
   }
 
-  return { exchange, refreshRoute, credentials };
+  return { exchange, refreshRoute, credentials, rearm: (entry) => schedule.at(entry, entry.refreshAt, () => due(entry)) };
 }

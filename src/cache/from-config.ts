@@ -8,6 +8,8 @@ import type { Deferrer } from '../lifecycle/resources.js';
 import type { Redactor } from '../log/redact.js';
 import { withCertificateBinding } from '../sts/certificate-binding.js';
 import type { Exchange } from '../sts/client.js';
+import { routeSubjectTokenConfigs } from '../credentials/subject-tokens-from-config.js';
+import { stsProfileConfigs } from '../sts/profiles.js';
 import type { StsClients } from '../sts/profiles-from-config.js';
 import { createTokenProvider, type RouteExchange, type TokenProvider, type TokenProviderOptions } from './token-provider.js';
 
@@ -54,6 +56,21 @@ export function tokenProviderFromConfig(config: Config, parts: TokenProviderCont
   });
   parts.resources.defer(() => tokens.close());
   return tokens;
+}
+
+/**
+ * Per route, everything its token depends on, as one string: its exchange parameters, the
+ * STS and how the sidecar authenticates there, the subject and actor tokens' sources, the
+ * identity, and the cache policy. A configuration reload carries a route's cached token over
+ * to the new generation only when this did not change (issue 13).
+ */
+export function routeFingerprints(config: Config): Map<string, string> {
+  const profiles = new Map(stsProfileConfigs(config).map((p) => [p.name, p.sts]));
+  const subjectTokens = new Map(routeSubjectTokenConfigs(config).map((s) => [s.route, s.config]));
+  const shared = { identity: config.identity ?? null, cache: config.cache };
+  return new Map(
+    config.routes.map((r) => [r.name, JSON.stringify({ ...shared, sts: profiles.get(r.sts), subjectToken: subjectTokens.get(r.name), exchange: routeExchange(r) })]),
+  );
 }
 
 function routeExchange(route: RouteConfig): RouteExchange {

@@ -25,19 +25,21 @@ import type { BindingObserver } from '../sts/certificate-binding.js';
 import type { Exchange } from '../sts/client.js';
 import type { IdentityGeneration } from '../tls/identity.js';
 import type { CachedToken } from './cached-token.js';
-import { EntryTable, type Entry } from './entries.js';
+import { EntryTable, type CarriedEntry, type Entry } from './entries.js';
 import { createEntryRefresh, type ExchangeObserver } from './entry-refresh.js';
 import { NODE_TIMERS, RefreshSchedule, type Timers } from './refresh-schedule.js';
 import type { ActorToken, RouteExchange } from './route-exchange.js';
 
 export type { CachedToken } from './cached-token.js';
 export type { ActorToken, RouteCredentials, RouteExchange } from './route-exchange.js';
+export type { CarriedEntry } from './entries.js';
 export { MAX_TIMER_DELAY_MS, type Timers } from './refresh-schedule.js';
 
 /** What the provider needs of the workload identity. */
 export interface IdentitySource {
   current(): IdentityGeneration;
-  onChange(listener: () => void): void;
+  /** Returns a function that removes the listener. */
+  onChange(listener: () => void): () => void;
 }
 
 export interface TokenProvider {
@@ -51,8 +53,19 @@ export interface TokenProvider {
    */
   invalidate(route: string, accessToken: string): boolean;
   status(now?: number): RouteTokenStatus[];
-  /** Exchange for every eager route; resolves when each has succeeded or failed once. */
+  /**
+   * Exchange for every eager route that holds no token yet (a token carried over by a reload
+   * is kept); resolves when each has succeeded or failed once.
+   */
   warmUp(): Promise<void>;
+  /**
+   * Issue 13: a configuration reload hands the tokens of `routes` (whose exchange parameters
+   * did not change) to the next generation's provider. Exchanges in flight for them finish
+   * first, so none is lost; this provider then stops refreshing them (no exchange twice).
+   */
+  handOver(routes: ReadonlySet<string>): Promise<CarriedEntry[]>;
+  /** Takes tokens handed over by the previous generation's provider (routes it does not know are skipped). */
+  adopt(carried: readonly CarriedEntry[]): void;
   close(): void;
 }
 
@@ -218,7 +231,35 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   }
 
   async function warmUp(): Promise<void> {
-    await Promise.all(options.routes.filter((r) => !r.lazy).map((r) => refresh.refreshRoute(r).catch(() => undefined)));
+    const t = now();
+    const needed = options.routes.filter((r) => {
+      if (r.lazy) return false;
+      const best = table.latest(r);
+      return !(best?.token && t < best.refreshAt);
+    });
+    await Promise.all(needed.map((r) => refresh.refreshRoute(r).catch(() => undefined)));
+  }
+
+  async function handOver(routes: ReadonlySet<string>): Promise<CarriedEntry[]> {
+    const entries = [...table.values()].filter((e) => routes.has(e.route.name));
+    await Promise.all(entries.map((e) => e.inflight?.catch(() => undefined)));
+    const t = now();
+    const carried: CarriedEntry[] = [];
+    for (const e of entries) {
+      if (!table.holds(e) || !e.token || t >= e.usableUntil) continue;
+      schedule.cancel(e);
+      const { subjectDigest, identity, token, usableUntil, refreshAt, lastUsed } = e;
+      carried.push({ route: e.route.name, subjectDigest, identity, token, usableUntil, refreshAt, lastUsed });
+    }
+    return carried;
+  }
+
+  function adopt(carried: readonly CarriedEntry[]): void {
+    const t = now();
+    for (const c of carried) {
+      const route = table.route(c.route);
+      if (route && t < c.usableUntil) refresh.rearm(table.adopt(c, route));
+    }
   }
 
   // A rotated subject token or certificate: exchange ahead for routes in use, so the first
@@ -233,15 +274,19 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   };
   const subjectSources = new Set([options.subjectTokens, ...options.routes.map((r) => refresh.credentials(r).subjectTokens)]);
   for (const source of subjectSources) source.onChange(refreshActiveRoutes((r) => refresh.credentials(r).subjectTokens === source));
-  options.identity?.onChange(refreshActiveRoutes(() => true));
+  // The identity may outlive this provider (a reload keeps it): stop listening at close.
+  const stopWatchingIdentity = options.identity?.onChange(refreshActiveRoutes(() => true));
 
   return {
     getToken,
     invalidate,
     status,
     warmUp,
+    handOver,
+    adopt,
     close() {
       closed = true;
+      stopWatchingIdentity?.();
       schedule.close();
       table.forgetAll();
     },

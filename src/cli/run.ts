@@ -6,9 +6,11 @@ import { startSidecar, type Sidecar } from '../main.js';
 const USAGE = `Usage: sts-sidecar [run] --config FILE
 
 Runs the sidecar: the proxy listener, each route's dedicated listener and the admin
-listener (/metrics, /healthz, /readyz), as configured. SIGTERM or SIGINT drains
-in-flight requests (shutdown.drainSeconds) and exits. SIGHUP is logged and ignored:
-configuration reload is not supported yet.
+listener (/metrics, /healthz, /readyz), as configured. SIGTERM or SIGINT fails
+readiness, drains in-flight requests (shutdown.drainSeconds, shutdown.idleSeconds)
+and exits. SIGHUP, or a change of the config file (a mounted ConfigMap's update
+included), reloads the configuration: a config with problems is refused and the
+running one keeps serving.
 
 Options:
   -c, --config FILE   config file (YAML or JSON); default: $STS_SIDECAR_CONFIG
@@ -37,18 +39,19 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.stderr.write(`sts-sidecar run: no config: pass --config FILE or set STS_SIDECAR_CONFIG\n\n${USAGE}`);
     return 2;
   }
-  // Issue 10 item 16: node's default for SIGHUP is to exit (129) with no drain; a terminal
-  // closing or an operator's `kill -HUP` expecting a reload must not take the sidecar down.
-  // Installed before start-up, so a SIGHUP while listeners open is no different.
+  // Issue 10 item 16: node's default for SIGHUP is to exit (129) with no drain. Issue 13: it
+  // reloads the configuration. Installed before start-up, so a SIGHUP while listeners open is
+  // not fatal either (it is then only logged: the file is read once start-up is done).
   let sidecar: Sidecar | undefined;
   const hangUp = (signal: NodeJS.Signals) => {
-    const message = 'configuration reload is not supported yet; the running configuration stays';
-    if (sidecar) sidecar.logger.info({ signal }, message);
-    else process.stderr.write(`sts-sidecar: ${signal}: ${message}\n`);
+    if (sidecar) {
+      sidecar.logger.info({ signal }, 'reloading the configuration');
+      void sidecar.reload();
+    } else process.stderr.write(`sts-sidecar: ${signal} during start-up: ignored\n`);
   };
   process.on('SIGHUP', hangUp);
   try {
-    sidecar = await startSidecar(await loadConfigFile(path));
+    sidecar = await startSidecar(await loadConfigFile(path), { configFile: path, watchConfig: true });
   } catch (err) {
     process.off('SIGHUP', hangUp);
     if (err instanceof SidecarError) {

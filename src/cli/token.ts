@@ -11,13 +11,14 @@ import { tokenProviderFromConfig } from '../cache/from-config.js';
 import type { CachedToken } from '../cache/token-provider.js';
 import { decodeJwtUnverified, numericDate, relativeTime } from '../config/jwt-inspect.js';
 import { loadConfigFile } from '../config/load.js';
-import type { Config } from '../config/schema.js';
+import { DEFAULT_STS_PROFILE, type Config } from '../config/schema.js';
 import { credentialsFromConfig, logSourceError } from '../credentials/from-config.js';
 import { SidecarError, TokenUnavailableError } from '../errors.js';
 import { Resources } from '../lifecycle/resources.js';
 import { createLogger } from '../log/logger.js';
 import { createRedactor, scrub } from '../log/redact.js';
-import { stsClientFromConfig } from '../sts/client-from-config.js';
+import { stsProfileConfigs } from '../sts/profiles.js';
+import { stsClientsFromConfig } from '../sts/profiles-from-config.js';
 import { identityFromConfig } from '../tls/identity-from-config.js';
 import { normalizeThumbprint } from '../tls/thumbprint.js';
 
@@ -109,10 +110,11 @@ async function exchangeOnce(config: Config, options: Options, resources: Resourc
   const redactor = createRedactor();
   // Warnings only, to stderr: stdout carries the result (and with --json, only the result).
   const logger = createLogger('warn', pino.destination({ dest: 2, sync: true }), redactor);
-  const { subjectTokens, actorToken } = await credentialsFromConfig(config, { logger, redactor, resources });
+  // The same builders as a running sidecar's (generation.ts): the route's own STS profile and subject token.
+  const credentials = await credentialsFromConfig(config, { logger, redactor, resources });
   const identity = await identityFromConfig(config, { logger, observer: { rotated() {}, reloadFailed() {} }, resources });
-  const stsClient = await stsClientFromConfig(config, { identity, redactor, resources, onSourceError: logSourceError(logger, 'sts.clientAuth') });
-  const tokens = tokenProviderFromConfig(config, { subjectTokens, actorToken, identity, stsClient, observer: undefined, redactor, resources });
+  const stsClients = await stsClientsFromConfig(config, { identity, redactor, resources, onSourceError: (key) => logSourceError(logger, key) });
+  const tokens = tokenProviderFromConfig(config, { credentials, stsClients, identity, observer: undefined, redactor, resources });
   let token: CachedToken;
   try {
     token = await tokens.getToken(options.route);
@@ -128,14 +130,19 @@ async function exchangeOnce(config: Config, options: Options, resources: Resourc
 function reportFailure(err: TokenUnavailableError, options: Options, config: Config): number {
   const cause = err.cause instanceof SidecarError ? err.cause.message : err.message;
   if (options.json) {
-    const out = { ok: false, route: options.route, sts: stsWhere(config), code: err.rootCode, error: err.stsError, errorDescription: err.stsErrorDescription, message: cause };
+    const out = { ok: false, route: options.route, sts: stsWhere(config, options.route), code: err.rootCode, error: err.stsError, errorDescription: err.stsErrorDescription, message: cause };
     process.stdout.write(`${JSON.stringify(out)}\n`);
   }
-  process.stderr.write(`sts-sidecar token: the exchange for route "${options.route}" at ${stsWhere(config)} failed: ${err.rootCode}: ${cause}\n`);
+  process.stderr.write(`sts-sidecar token: the exchange for route "${options.route}" at ${stsWhere(config, options.route)} failed: ${err.rootCode}: ${cause}\n`);
   return 1;
 }
 
-const stsWhere = (config: Config): string => `${config.sts.url.origin}${config.sts.url.pathname}`;
+/** The URL of the STS profile the route exchanges at. */
+function stsWhere(config: Config, route: string): string {
+  const profile = config.routes.find((r) => r.name === route)?.sts ?? DEFAULT_STS_PROFILE;
+  const url = stsProfileConfigs(config).find((p) => p.name === profile)?.sts.url ?? config.sts.url;
+  return `${url.origin}${url.pathname}`;
+}
 
 interface IssuedReport {
   readonly ok: true;
@@ -173,7 +180,7 @@ function describeIssued(token: CachedToken, options: Options, config: Config, id
   return {
     ok: true,
     route: options.route,
-    sts: stsWhere(config),
+    sts: stsWhere(config, options.route),
     issuedTokenType: token.issuedTokenType,
     tokenType: token.tokenType,
     expiresAt: new Date(token.expiresAt).toISOString(),

@@ -303,7 +303,17 @@ export const configSchema = z
     identity: identitySchema.optional(),
     cache: cacheSchema.prefault({}),
     limits: limitsSchema.prefault({}),
-    shutdown: z.strictObject({ drainSeconds: seconds(0).default(15) }).prefault({}),
+    shutdown: z
+      .strictObject({
+        /** The longest a shutdown waits for requests in flight (readiness fails for all of it). */
+        drainSeconds: seconds(0).default(15),
+        /**
+         * Listeners keep accepting during the drain (an app in its own shutdown may still call
+         * out); the sidecar exits once nothing has been in flight for this long (issue 13).
+         */
+        idleSeconds: seconds(0).default(2),
+      })
+      .prefault({}),
     forward: forwardSchema.prefault({}),
     routes: z.array(routeSchema).min(1, 'configure at least one route'),
     tokenEndpoint: tokenEndpointSchema.optional(),

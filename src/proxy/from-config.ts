@@ -10,6 +10,7 @@
 import type { TokenProvider } from '../cache/token-provider.js';
 import type { Config, ListenAddress } from '../config/schema.js';
 import { readConfigFile } from '../config/files.js';
+import type { CarryOver } from '../lifecycle/carry-over.js';
 import type { Logger } from '../log/logger.js';
 import type { LogThrottle } from '../log/throttle.js';
 import type { ProxyObserver } from './context.js';
@@ -49,6 +50,8 @@ export interface ProxyWiring {
   readonly listen: Listen;
   /** Closes `resource` at shutdown, after the listeners (last registered, first closed). */
   defer(close: () => void | Promise<void>): void;
+  /** What a configuration reload keeps when its settings did not change (the interception CA). */
+  readonly carryOver?: CarryOver;
 }
 
 export interface RunningProxy {
@@ -66,8 +69,16 @@ export async function startProxyFromConfig(config: Config, wiring: ProxyWiring):
   const pipeline = createPipeline({ tokens: wiring.tokens, logger: wiring.logger, observer: wiring.observers.proxyObserver, failureLogs: wiring.failureLogs });
 
   // The interception CA exists only when a route intercepts (or one was configured).
-  const interceptionCa = config.forward.ca || routes.some((r) => r.intercept) ? await openInterceptionCa(config.forward) : undefined;
-  if (interceptionCa?.generated) wiring.logger.info({ caCert: interceptionCa.certPath }, 'generated the forward-proxy interception CA; apps trust it via this file');
+  // A reload keeps the CA while forward.ca and forward.caCertOut stay (issue 13): apps trust a
+  // generated CA's file, and a new CA would break every intercepted call.
+  const openCa = async () => {
+    const ca = await openInterceptionCa(config.forward);
+    if (ca.generated) wiring.logger.info({ caCert: ca.certPath }, 'generated the forward-proxy interception CA; apps trust it via this file');
+    return ca;
+  };
+  const caSettings = { ca: config.forward.ca, caCertOut: config.forward.caCertOut };
+  const interceptionCa =
+    config.forward.ca || routes.some((r) => r.intercept) ? await (wiring.carryOver ? wiring.carryOver.keep('interception-ca', caSettings, openCa) : openCa()) : undefined;
   const forward = createForwardProxy({
     routes,
     pipeline,

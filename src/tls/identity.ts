@@ -37,7 +37,8 @@ export interface IdentityGeneration {
 export interface WorkloadIdentity {
   current(): IdentityGeneration;
   /** Called after a new generation became current. */
-  onChange(listener: (next: IdentityGeneration, previous: IdentityGeneration) => void): void;
+  /** Returns a function that removes the listener (a reload's retired generation stops listening). */
+  onChange(listener: (next: IdentityGeneration, previous: IdentityGeneration) => void): () => void;
   /** Re-read the files now; resolves true when a new generation was taken. */
   reload(): Promise<boolean>;
   close(): void;
@@ -188,7 +189,13 @@ export async function openWorkloadIdentity(options: IdentityOptions): Promise<Wo
 
   return {
     current: () => generation,
-    onChange: (l) => void listeners.push(l),
+    onChange(l) {
+      listeners.push(l);
+      return () => {
+        const i = listeners.indexOf(l);
+        if (i >= 0) listeners.splice(i, 1);
+      };
+    },
     reload,
     close: () => watcher.close(),
   };

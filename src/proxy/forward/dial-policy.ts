@@ -24,6 +24,8 @@ import { ForwardDeniedError, ForwardLoopError, type SidecarError } from '../../e
 export interface DialPolicy {
   /** A listener of this sidecar, by the address it is actually bound to. */
   addListener(address: ListenAddress): void;
+  /** A listener closed (a configuration reload moved or removed it). */
+  removeListener(address: ListenAddress): void;
   /** Why dialling `address` (an IP) on `port` is refused, if it is. */
   refusal(address: string, port: number): SidecarError | undefined;
   /** refusal() for a host that is an IP literal (net.connect never calls the lookup hook for one). */
@@ -40,7 +42,7 @@ export interface DialPolicy {
 
 export interface DialPolicyOptions {
   /** proxy.allowNonLoopback: other hosts may call the proxy, so it must not relay them to local-only services. */
-  readonly refuseLocalDestinations: boolean;
+  readonly refuseLocalDestinations: boolean | (() => boolean);
 }
 
 /** Addresses only this host (or this link) can reach: loopback, link-local, unspecified. */
@@ -64,6 +66,9 @@ export function isLocalOnlyAddress(address: string): boolean {
 
 export function createDialPolicy(options: DialPolicyOptions): DialPolicy {
   const listeners: ListenAddress[] = [];
+  // A function when a configuration reload may change it (proxy.allowNonLoopback, issue 13).
+  const { refuseLocalDestinations } = options;
+  const refuseLocal = typeof refuseLocalDestinations === 'function' ? refuseLocalDestinations : () => refuseLocalDestinations;
   const relays = new Set<string>();
   // Per sidecar, random: names no host, and lets two sidecars chained on purpose tell their Via apart.
   const pseudonym = `sts-sidecar-${randomBytes(4).toString('hex')}`;
@@ -72,7 +77,7 @@ export function createDialPolicy(options: DialPolicyOptions): DialPolicy {
     listeners.some((l) => l.port === port && (sameAddress(l.host, address) || (isUnspecified(l.host) && isThisHost(address))));
 
   const refusal = (address: string, port: number): SidecarError | undefined => {
-    if (options.refuseLocalDestinations && isLocalOnlyAddress(address)) {
+    if (refuseLocal() && isLocalOnlyAddress(address)) {
       return new ForwardDeniedError('the forward proxy does not relay to loopback, link-local or unspecified addresses when proxy.allowNonLoopback is set');
     }
     if (isOwnListener(address, port)) return new ForwardLoopError('the destination is one of this sidecar\'s own listeners');
@@ -81,6 +86,10 @@ export function createDialPolicy(options: DialPolicyOptions): DialPolicy {
 
   return {
     addListener: (address) => void listeners.push(address),
+    removeListener(address) {
+      const i = listeners.findIndex((l) => l.host === address.host && l.port === address.port);
+      if (i >= 0) listeners.splice(i, 1);
+    },
     refusal,
     literalRefusal: (host, port) => (isIP(host) ? refusal(host, port) : undefined),
     lookup: (port) => guardedLookup((address) => refusal(address, port)),
