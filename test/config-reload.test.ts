@@ -87,13 +87,16 @@ function keepBusy(sidecar: Sidecar, host: string) {
     }
   };
   const loops = [h1(), h1(), h1(), h2(), h2()];
+  let stopped: Promise<void> | undefined;
   return {
     outcomes,
-    async stop() {
+    stop() {
       running = false;
-      await Promise.all(loops);
-      session.close();
-      await agent.close();
+      stopped ??= Promise.all(loops).then(async () => {
+        session.close();
+        await agent.close();
+      });
+      return stopped;
     },
   };
 }
