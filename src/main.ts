@@ -5,7 +5,7 @@
  */
 import type { DestinationStream } from 'pino';
 import { withExchangeLogs } from './admin/exchange-log.js';
-import { createAdmin, metricsFromConfig } from './admin/from-config.js';
+import { createAdmin, listenerList, metricsFromConfig } from './admin/from-config.js';
 import { logListening } from './admin/startup-log.js';
 import { tokenProviderFromConfig } from './cache/from-config.js';
 import type { TokenProvider } from './cache/token-provider.js';
@@ -48,7 +48,7 @@ export interface Sidecar {
 export async function startSidecar(config: Config, options: StartOptions = {}): Promise<Sidecar> {
   // One redactor per sidecar (issue 10 item 23): its secrets live and die with it.
   const redactor = createRedactor();
-  const logger = options.logger ?? createLogger(config.log.level, options.logDestination, redactor);
+  const logger = options.logger ?? createLogger(config.log.level, options.logDestination, redactor, config.log.format);
   const resources = new Resources();
   try {
     return await build(config, options, logger, redactor, resources);
@@ -78,7 +78,20 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
   for (const e of endpointListeners(config, endpointCtx, subjectSource)) endpointUrls[e.name] = (await listen('endpoints', e.listen, e.key, e.handler)).url;
 
   let accepting = true;
-  const admin = await listen('admin', config.admin.listen, 'admin.listen', createAdmin(metrics, { tokens, identity, accepting: () => accepting }));
+  const admin = await listen(
+    'admin',
+    config.admin.listen,
+    'admin.listen',
+    createAdmin(metrics, {
+      tokens,
+      identity,
+      accepting: () => accepting,
+      // What /status shows (issue 13); read when asked, once every listener is bound.
+      config: () => config,
+      listeners: () => listenerList(proxy, endpointUrls, admin.url),
+      subjectTokens: () => [{ name: 'subjectToken', description: subjectTokens.description, current: () => subjectTokens.current() }],
+    }),
+  );
   logListening(logger, config, { ...proxy, adminUrl: admin.url, endpointUrls, subjectTokenSource: subjectSource.description, identity });
 
   const warmedUp = tokens.warmUp();
