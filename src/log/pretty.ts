@@ -10,7 +10,7 @@ import type { DestinationStream } from 'pino';
 /** Fields every record has (or that only a collector wants): not repeated on each line. */
 const OMITTED = new Set(['time', 'level', 'msg', 'pid', 'hostname', 'name']);
 
-export function prettyDestination(destination: DestinationStream): DestinationStream & { flush?(): void } {
+export function prettyDestination(destination: DestinationStream): DestinationStream & { flush?(cb?: () => void): void } {
   const target = destination as DestinationStream & { flush?(cb?: () => void): void };
   return {
     write(chunk: string) {
@@ -18,7 +18,7 @@ export function prettyDestination(destination: DestinationStream): DestinationSt
       const lines = chunk.split('\n').filter(Boolean);
       target.write(lines.map(prettyLine).join(''));
     },
-    ...(typeof target.flush === 'function' ? { flush: () => target.flush!() } : {}),
+    ...(typeof target.flush === 'function' ? { flush: (cb?: () => void) => target.flush!(cb) } : {}),
   };
 }
 
