@@ -16,7 +16,10 @@ import { assertNoSecret } from './helpers/secret-exposure.js';
 import { eventually } from './helpers/eventually.js';
 import { certificateThumbprint } from '../src/tls/thumbprint.js';
 import { wantsText } from '../src/admin/server.js';
-import type { StatusReport } from '../src/admin/status.js';
+import { statusReport, type StatusReport } from '../src/admin/status.js';
+import { createStsResults, routeProfile } from '../src/admin/sts-results.js';
+import { parseConfig } from '../src/config/load.js';
+import { StsError } from '../src/errors.js';
 
 /** A compact JWS-shaped token with these claims; /status decodes, never verifies. */
 function jwt(claims: Record<string, unknown>): string {
@@ -183,5 +186,28 @@ describe('/status (issue 13)', () => {
     assert.equal(wantsText('*/*'), false);
     assert.equal(wantsText('text/html,application/xhtml+xml,*/*;q=0.8'), false);
     assert.equal(wantsText('text/*;q=0.9, */*;q=0.1'), true);
+  });
+
+  test('the config generation comes from configInfo; STS results are kept per profile, `default` when a route names none', () => {
+    const results = createStsResults((route) => (route === 'g' ? routeProfile({ sts: 'google' }) : routeProfile({})), () => Date.parse('2026-01-01T00:00:00Z'));
+    const observer = results.observe({});
+    observer.exchanged?.('g', 0.1);
+    observer.exchanged?.('o', 0.1, new StsError('ERR_STS_TIMEOUT', 'timed out'));
+    const config = parseConfig({ subjectToken: { value: 'subject-token-unit' }, sts: { url: 'http://127.0.0.1:9/token' }, routes: [{ name: 'o', host: 'o.test', upstream: 'http://127.0.0.1:9' }] });
+    const report = statusReport({
+      config: () => config,
+      configInfo: () => ({ generation: 3, file: '/etc/sts-sidecar/config.yaml', loadedAt: '2026-01-01T00:00:00.000Z' }),
+      listeners: () => [],
+      tokenStatus: () => [],
+      identity: () => undefined,
+      subjectTokens: () => [],
+      stsResults: () => results.last(),
+      accepting: () => true,
+    });
+    assert.deepEqual(report.config, { generation: 3, file: '/etc/sts-sidecar/config.yaml', loadedAt: '2026-01-01T00:00:00.000Z' });
+    assert.deepEqual(Object.keys(report.sts), ['default', 'google']);
+    assert.deepEqual(report.sts['default']!.lastResult, { at: '2026-01-01T00:00:00.000Z', outcome: 'timeout', code: 'ERR_STS_TIMEOUT', route: 'o' });
+    assert.deepEqual(report.sts['google']!.lastResult, { at: '2026-01-01T00:00:00.000Z', outcome: 'success', route: 'g' });
+    assert.equal(report.ready, false, 'an eager route without a token');
   });
 });
