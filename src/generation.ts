@@ -13,6 +13,7 @@
 import type { RequestListener } from 'node:http';
 import { withExchangeLogs } from './admin/exchange-log.js';
 import type { SidecarMetrics } from './admin/metrics.js';
+import type { SubjectTokenInfo } from './admin/status.js';
 import { routeFingerprints, tokenProviderFromConfig } from './cache/from-config.js';
 import type { TokenProvider } from './cache/token-provider.js';
 import type { Config } from './config/schema.js';
@@ -54,6 +55,10 @@ export interface Generation {
   readonly routeUrls: Readonly<Record<string, string>>;
   readonly endpointUrls: Readonly<Partial<Record<EndpointName, string>>>;
   readonly interceptionCaCert: string | undefined;
+  /** Each distinct subject token, by the key path that names it (for /status; never the value). */
+  readonly subjectTokens: readonly SubjectTokenInfo[];
+  /** When this generation was built (ISO time). */
+  readonly loadedAt: string;
   /** Requests (and tunnels) this generation's handlers are serving now. */
   inFlight(): number;
 }
@@ -133,6 +138,8 @@ async function build(config: Config, number: number, shared: Shared, own: Owned)
     tokens,
     identity,
     subjectSource: credentials.subjectSource,
+    subjectTokens: credentials.subjectTokenSources.map((o) => ({ name: o.keyPath, description: o.source.description, current: () => o.tokens.current() })),
+    loadedAt: new Date().toISOString(),
     proxyUrl: proxy.proxyUrl,
     adminUrl: admin.url,
     routeUrls: proxy.routeUrls,

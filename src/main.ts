@@ -5,12 +5,13 @@
  * whole by a configuration reload (reload.ts, issue 13).
  */
 import type { DestinationStream } from 'pino';
-import { createAdmin, metricsFromConfig } from './admin/from-config.js';
+import { createAdmin, listenerList, metricsFromConfig } from './admin/from-config.js';
 import { createReloadMetrics } from './admin/reload-metrics.js';
+import { routeProfile } from './admin/sts-results.js';
 import { logListening } from './admin/startup-log.js';
 import type { TokenProvider } from './cache/token-provider.js';
 import { checkConfigFiles } from './config/check-files.js';
-import type { Config } from './config/schema.js';
+import type { Config, LogLevel } from './config/schema.js';
 import type { EndpointName } from './endpoints/index.js';
 import { buildGeneration, type ServingGeneration, type Shared } from './generation.js';
 import { watchConfigFile } from './lifecycle/config-watch.js';
@@ -35,6 +36,8 @@ export interface StartOptions {
   readonly configFile?: string;
   /** Reload when `configFile` changes (kubelet `..data` swaps included); default false. */
   readonly watchConfig?: boolean;
+  /** Overrides log.level, of this config and of every reloaded one (`run --log-level`). */
+  readonly logLevel?: LogLevel | undefined;
 }
 
 export interface Sidecar {
@@ -58,16 +61,28 @@ export interface Sidecar {
 export async function startSidecar(config: Config, options: StartOptions = {}): Promise<Sidecar> {
   // One redactor per sidecar (issue 10 item 23): its secrets live and die with it.
   const redactor = createRedactor();
-  const logger = options.logger ?? createLogger(config.log.level, options.logDestination, redactor);
-  const metrics = metricsFromConfig(config);
+  const logger = options.logger ?? createLogger(config.log.level, options.logDestination, redactor, config.log.format);
   let serving: ServingGeneration | undefined;
   const current = () => serving!;
+  const metrics = metricsFromConfig(config, (route) => {
+    const r = current().config.routes.find((c) => c.name === route);
+    return r ? routeProfile(r) : 'default';
+  });
   let accepting = true;
   // Issue 10 item 10: no relay back into any listener; item 11: with allowNonLoopback, other
   // hosts' requests are not relayed to local-only services.
   const dialPolicy = createDialPolicy({ refuseLocalDestinations: () => current().config.proxy.allowNonLoopback });
   const pool = createListenerPool({ observer: metrics.connectionObserver, dialPolicy });
-  const adminHandler = createAdmin(metrics, { tokenStatus: () => current().tokens.status(), identity: () => current().identity, accepting: () => accepting });
+  const adminHandler = createAdmin(metrics, {
+    tokenStatus: () => current().tokens.status(),
+    identity: () => current().identity,
+    accepting: () => accepting,
+    // What /status shows (issue 13): always the serving generation's.
+    config: () => current().config,
+    configInfo: () => ({ generation: current().number, file: options.configFile, loadedAt: current().loadedAt }),
+    listeners: () => listenerList(current(), current().endpointUrls, current().adminUrl),
+    subjectTokens: () => current().subjectTokens,
+  });
   const shared: Shared = { logger, redactor, metrics, dialPolicy, pool, failureLogs: new LogThrottle(), adminHandler };
 
   let first;
@@ -104,7 +119,7 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
         const carriedRoutes = await pending.commit(previous, drainMs);
         serving = pending;
         metrics.knowRoutes(next.routes.map((r) => r.name));
-        logger.level = next.log.level;
+        logger.level = options.logLevel ?? next.log.level;
         void pending.tokens.warmUp();
         retiring.add(previous);
         // Its upstream pools and watchers close once its last request is done (bounded).

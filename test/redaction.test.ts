@@ -11,6 +11,7 @@ import { postForm, send } from './helpers/loopback.js';
 import { eventually } from './helpers/eventually.js';
 import { issueToken, oauthError, startFakeSts } from './helpers/fake-sts.js';
 import { createRedactor } from '../src/log/redact.js';
+import { assertNoSecret, exposes } from './helpers/secret-exposure.js';
 import type { SecretSource } from '../src/credentials/secret-source.js';
 
 const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -18,27 +19,6 @@ const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const formEncode = (value: string) => new URLSearchParams([['', value]]).toString().slice(1);
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 const b64url = (text: string) => Buffer.from(text).toString('base64url');
-
-/**
- * Whether `text` shows `secret` in any form a reader could undo: as is, percent- or
- * form-encoded (either hex case), or inside any run of base64 / base64url characters
- * decoded at each of the four character alignments.
- */
-function exposes(text: string, secret: string): boolean {
-  const forms = [secret, encodeURIComponent(secret), formEncode(secret)].flatMap((f) => [f, f.replace(/%[0-9A-F]{2}/g, (h) => h.toLowerCase())]);
-  if (forms.some((f) => text.includes(f))) return true;
-  for (const run of text.match(/[A-Za-z0-9+/_-]{8,}/g) ?? []) {
-    for (let offset = 0; offset < 4; offset++) {
-      const decoded = Buffer.from(run.slice(offset).replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('latin1');
-      if (forms.some((f) => decoded.includes(f))) return true;
-    }
-  }
-  return false;
-}
-
-function assertNoSecret(where: string, text: string, secrets: Record<string, string>): void {
-  for (const [name, secret] of Object.entries(secrets)) assert.ok(!exposes(text, secret), `${where} shows the ${name}: ${text}`);
-}
 
 describe('issue 10 item 15: an STS that echoes encoded secrets', () => {
   test('Basic credentials, a percent-encoded subject token and base64 forms are scrubbed from logs, 503 bodies and error_description', async (t) => {

@@ -9,10 +9,23 @@ import type { Config } from '../config/schema.js';
 import type { WorkloadIdentity } from '../tls/identity.js';
 import { createMetrics, type SidecarMetrics } from './metrics.js';
 import { createAdminHandler } from './server.js';
+import { statusReport, type ConfigInfo, type ListenerInfo, type SubjectTokenInfo } from './status.js';
+import { createStsResults, routeProfile, type StsResults } from './sts-results.js';
 import { registerStateGauges } from './state-gauges.js';
 
-export function metricsFromConfig(config: Config): SidecarMetrics {
-  return createMetrics(config.routes.map((r) => r.name));
+export type { ConfigInfo, ListenerInfo, SubjectTokenInfo } from './status.js';
+
+/** The metrics, with the token observer also recording each STS profile's last result for /status. */
+export interface AdminMetrics extends SidecarMetrics {
+  readonly stsResults: StsResults;
+}
+
+/** `profileOf`: a route's STS profile now (a reload may change it); default: as in `config`. */
+export function metricsFromConfig(config: Config, profileOf?: (route: string) => string): AdminMetrics {
+  const metrics = createMetrics(config.routes.map((r) => r.name));
+  const profiles = new Map(config.routes.map((r) => [r.name, routeProfile(r)]));
+  const stsResults = createStsResults(profileOf ?? ((route) => profiles.get(route) ?? 'default'));
+  return { ...metrics, tokenObserver: stsResults.observe(metrics.tokenObserver), stsResults };
 }
 
 /** Read on every request: a configuration reload replaces the cache and may replace the identity. */
@@ -21,9 +34,42 @@ export interface AdminState {
   identity(): WorkloadIdentity | undefined;
   /** False while shutting down: readiness fails first so traffic drains away. */
   accepting(): boolean;
+  /** The config /status describes (a function: a reload may replace it). */
+  config?(): Config;
+  /** The config's generation and file; without it, generation 1 loaded at start-up. */
+  configInfo?(): ConfigInfo;
+  /** Every listener and its bound URL (read when /status is asked, after all are bound). */
+  listeners?(): readonly ListenerInfo[];
+  /** Each subject token source, by its config key. */
+  subjectTokens?(): readonly SubjectTokenInfo[];
 }
 
-export function createAdmin(metrics: SidecarMetrics, { tokenStatus, identity, accepting }: AdminState): RequestListener {
+export function createAdmin(metrics: AdminMetrics, state: AdminState): RequestListener {
+  const { tokenStatus, identity, accepting } = state;
   registerStateGauges(metrics.registry, { tokenStatus, identityExpiry: () => identity()?.current().notAfter });
-  return createAdminHandler({ registry: metrics.registry, tokenStatus, accepting });
+  const startedAt = new Date().toISOString();
+  const status = state.config
+    ? () =>
+        statusReport({
+          config: () => state.config!(),
+          configInfo: () => state.configInfo?.() ?? { generation: 1, loadedAt: startedAt },
+          listeners: () => state.listeners?.() ?? [],
+          tokenStatus,
+          identity: () => identity()?.current(),
+          subjectTokens: () => state.subjectTokens?.() ?? [],
+          stsResults: () => metrics.stsResults.last(),
+          accepting,
+        })
+    : undefined;
+  return createAdminHandler({ registry: metrics.registry, tokenStatus, accepting, ...(status ? { status } : {}) });
+}
+
+/** The listeners as /status lists them: the shared proxy, each route's own, each endpoint, admin. */
+export function listenerList(proxy: { readonly proxyUrl: string; readonly routeUrls: Readonly<Record<string, string>> }, endpointUrls: Readonly<Record<string, string>>, adminUrl: string): ListenerInfo[] {
+  return [
+    { kind: 'proxy', name: 'proxy', url: proxy.proxyUrl },
+    ...Object.entries(proxy.routeUrls).map(([name, url]) => ({ kind: 'route', name, url })),
+    ...Object.entries(endpointUrls).map(([name, url]) => ({ kind: 'endpoint', name, url })),
+    { kind: 'admin', name: 'admin', url: adminUrl },
+  ];
 }

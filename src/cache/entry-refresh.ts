@@ -14,8 +14,11 @@ import type { ActorToken, RouteCredentials, RouteExchange } from './route-exchan
 import { singleFlight } from './single-flight.js';
 
 export interface ExchangeObserver {
-  /** An exchange ended: `error` is what it failed with, absent when it succeeded. */
-  exchanged?(route: string, seconds: number, error?: unknown): void;
+  /**
+   * An exchange ended: `error` is what it failed with, absent when it succeeded; `token` the
+   * token it stored when it succeeded (for the operator log's claims, never to be shown).
+   */
+  exchanged?(route: string, seconds: number, error?: unknown, token?: CachedToken): void;
 }
 
 export interface EntryRefreshOptions {
@@ -54,7 +57,7 @@ export function createEntryRefresh(options: EntryRefreshOptions): EntryRefresh {
       return exchangeOnce(entry, subject, started).then(
         (issued) => {
           const token = succeeded(entry, issued);
-          observer.exchanged?.(entry.route.name, (now() - started) / 1000);
+          observer.exchanged?.(entry.route.name, (now() - started) / 1000, undefined, token);
           return token;
         },
         (err: unknown) => {

@@ -21,6 +21,7 @@ import { DEFAULT_STS_PROFILE } from '../config/cross-references.js';
 import { SidecarError, TokenUnavailableError } from '../errors.js';
 import type { SubjectToken, SubjectTokenProvider } from '../credentials/subject-token.js';
 import { createRedactor, type Redactor } from '../log/redact.js';
+import { publicClaims, type PublicClaims } from '../log/token-claims.js';
 import type { BindingObserver } from '../sts/certificate-binding.js';
 import type { Exchange } from '../sts/client.js';
 import type { IdentityGeneration } from '../tls/identity.js';
@@ -79,6 +80,15 @@ export interface RouteTokenStatus {
   readonly lastErrorCode: string | undefined;
   /** The route's STS profile (issue 13); set by the provider, optional only for hand-built values. */
   readonly sts?: string;
+  /**
+   * For /status: the certificate the current token is bound to, its `cnf.x5t#S256` (RFC 8705
+   * 3.1), else the thumbprint of the identity it was obtained with; undefined without either.
+   */
+  readonly boundThumbprint?: string | undefined;
+  /** The current token's `iss`, `sub` and `aud` when it is a JWT (decoded, never shown). */
+  readonly issuer?: string | undefined;
+  readonly subject?: string | undefined;
+  readonly audience?: readonly string[] | undefined;
 }
 
 /**
@@ -213,11 +223,26 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     return true;
   }
 
+  /** Decoded once per token: the gauges read status() at every scrape. */
+  const claimsOf = new WeakMap<CachedToken, PublicClaims | null>();
+  const tokenFacts = (token: CachedToken | undefined) => {
+    if (!token) return {};
+    let claims = claimsOf.get(token);
+    if (claims === undefined) claimsOf.set(token, (claims = publicClaims(token.accessToken) ?? null));
+    return {
+      boundThumbprint: claims?.boundThumbprint ?? token.identity?.thumbprint,
+      issuer: claims?.issuer,
+      subject: claims?.subject,
+      audience: claims?.audience,
+    };
+  };
+
   function status(t = now()): RouteTokenStatus[] {
     return options.routes.map((route) => {
       const best = table.latest(route);
       const lastError = best?.lastError;
       return {
+        ...tokenFacts(best?.token),
         route: route.name,
         lazy: route.lazy,
         valid: best?.token !== undefined && t < best.usableUntil,

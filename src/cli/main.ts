@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * sts-sidecar command line: run | check-config | token | dev-sts | demo.
+ * sts-sidecar command line: run | check-config | token | status | inject | dev-sts | demo.
  *
  * The development commands are imported on use, so `run` never loads the reference STS or
  * the demo (issue 11 item 6; test/layering.test.ts checks it).
@@ -19,6 +19,7 @@ Usage:
                                       also opens the certificates, keys and tokens it names
   sts-sidecar token ROUTE --config FILE [--print-token] [--json]
                                       exchange once for ROUTE and print the token's claims
+  sts-sidecar status [--admin URL]    show a running sidecar's routes, tokens and identity (0 = ready)
   sts-sidecar dev-sts [options]       run the reference STS for development
   sts-sidecar demo                    run the reference STS, a demo upstream and the sidecar together
   sts-sidecar demo-upstream [options] run only the demo upstream (for the compose demo)
@@ -47,6 +48,8 @@ export async function main(argv: string[]): Promise<number> {
       return checkConfigCommand(rest);
     case 'token':
       return tokenCommand(rest);
+    case 'status':
+      return (await import('./status.js')).statusCommand(rest);
     case 'dev-sts':
       return (await import('../devsts/cli.js')).runDevStsCommand(rest);
     case 'demo':

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
+import { LOG_LEVELS, type Config, type LogLevel } from '../config/schema.js';
 import { SidecarError } from '../errors.js';
 import { startSidecar, type Sidecar } from '../main.js';
 
@@ -14,15 +15,16 @@ running one keeps serving.
 
 Options:
   -c, --config FILE   config file (YAML or JSON); default: $STS_SIDECAR_CONFIG
+  --log-level LEVEL   overrides log.level: ${LOG_LEVELS.join(' | ')}
   -h, --help          this help
 `;
 
 export async function runCommand(argv: string[]): Promise<number> {
-  let values: { config?: string | undefined; help?: boolean | undefined };
+  let values: { config?: string | undefined; 'log-level'?: string | undefined; help?: boolean | undefined };
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      options: { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
       strict: true,
       allowPositionals: false,
     }));
@@ -33,6 +35,11 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (values.help) {
     process.stdout.write(USAGE);
     return 0;
+  }
+  const logLevel = values['log-level'];
+  if (logLevel !== undefined && !isLogLevel(logLevel)) {
+    process.stderr.write(`sts-sidecar run: --log-level "${logLevel}" is not a level; use one of ${LOG_LEVELS.join(', ')}\n`);
+    return 2;
   }
   const path = values.config ?? process.env['STS_SIDECAR_CONFIG'];
   if (!path) {
@@ -51,7 +58,8 @@ export async function runCommand(argv: string[]): Promise<number> {
   };
   process.on('SIGHUP', hangUp);
   try {
-    sidecar = await startSidecar(await loadConfigFile(path), { configFile: path, watchConfig: true });
+    // --log-level also outlives reloads: it overrides each reloaded config's log.level.
+    sidecar = await startSidecar(withLogLevel(await loadConfigFile(path), logLevel), { configFile: path, watchConfig: true, logLevel });
   } catch (err) {
     process.off('SIGHUP', hangUp);
     if (err instanceof SidecarError) {
@@ -74,4 +82,13 @@ export async function runCommand(argv: string[]): Promise<number> {
     };
     process.on('SIGTERM', stop).on('SIGINT', stop);
   });
+}
+
+function isLogLevel(value: string): value is LogLevel {
+  return (LOG_LEVELS as readonly string[]).includes(value);
+}
+
+/** The command line's --log-level wins over the file's log.level. */
+function withLogLevel(config: Config, level: LogLevel | undefined): Config {
+  return level === undefined ? config : Object.freeze({ ...config, log: Object.freeze({ ...config.log, level }) });
 }

@@ -12,7 +12,9 @@ import { exactlyOneSource, httpUrl, listenAddress, nonEmpty, routeHost, seconds,
 
 export { DEFAULT_STS_PROFILE, TOKEN_TYPE, type ListenAddress };
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** json: one JSON object per line (for collectors); pretty: one human line per record (for a terminal). */
+export const LOG_FORMATS = ['json', 'pretty'] as const;
 
 const subjectTokenSchema = z
   .strictObject({
@@ -289,7 +291,7 @@ export const configSchema = z
       })
       .prefault({}),
     admin: z.strictObject({ listen: listenAddress.default({ host: '127.0.0.1', port: 15000 }) }).prefault({}),
-    log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+    log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info'), format: z.enum(LOG_FORMATS).default('json') }).prefault({}),
     /**
      * The default profile's subject token, and the one every route without its own (or its
      * profile's) uses. Required even when no route uses it: existing code and tests read
@@ -335,3 +337,4 @@ export type IdentityConfig = NonNullable<Config['identity']>;
 export type ForwardConfig = Config['forward'];
 export type LimitsConfig = Config['limits'];
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export type LogFormat = (typeof LOG_FORMATS)[number];

@@ -40,9 +40,15 @@ export interface CredentialsContext {
   readonly resources: Deferrer;
 }
 
-/** A rotated credential file that cannot be read keeps the previous value; say so, naming the key. */
+/**
+ * A rotated credential file that cannot be read keeps the previous value; say so, naming the
+ * key and the code (ENOENT, EACCES, ...): an expected failure, one line without a stack.
+ */
 export function logSourceError(logger: Logger, keyPath: string): (err: unknown) => void {
-  return (err) => logger.warn({ err, source: keyPath }, 'could not re-read a credential file; keeping the previous value');
+  return (err) => {
+    const code = (err as { code?: unknown } | undefined)?.code;
+    logger.warn({ source: keyPath, ...(typeof code === 'string' ? { code } : {}), err }, 'could not re-read a credential file; keeping the previous value');
+  };
 }
 
 export async function credentialsFromConfig(config: Config, { logger, redactor, resources }: CredentialsContext): Promise<Credentials> {

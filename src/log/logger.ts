@@ -5,10 +5,17 @@
  *  - message strings are scrubbed too.
  * Scrubbing uses the sidecar's own Redactor (issue 10 item 23), so a logger knows the
  * secrets of the sidecar it belongs to and of no other. See redact.ts for the rules.
+ *
+ * Expected failures (a SidecarError: the STS refused, timed out, was unreachable; a system
+ * error such as ENOENT) are logged without stacks, one short line with code and cause; a
+ * stack is kept only for errors nobody expected (issue 13: each failed exchange used to
+ * log about a kilobyte of stack).
  */
 import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
+import { SidecarError } from '../errors.js';
+import { prettyDestination } from './pretty.js';
 import { createRedactor, REDACTED, type Redactor } from './redact.js';
-import type { LogLevel } from '../config/schema.js';
+import type { LogFormat, LogLevel } from '../config/schema.js';
 
 export type Logger = PinoLogger;
 
@@ -50,16 +57,31 @@ function errorSerializer(redactor: Redactor): (err: unknown) => SerializedError 
     const out: SerializedError = { type: err.name, message: redactor.scrub(err.message) };
     const code = (err as { code?: unknown }).code;
     if (typeof code === 'string') out.code = code;
-    if (err.stack) out.stack = redactor.scrub(err.stack, 4096);
+    if (err.stack && !expected(err)) out.stack = redactor.scrub(err.stack, 4096);
     if (err.cause !== undefined && depth < 4) out.cause = serialize(err.cause, depth + 1);
     return out;
   };
   return (err) => serialize(err, 0);
 }
 
-/** `redactor`: the sidecar's own; without one the logger scrubs JWT-shaped strings only. */
-export function createLogger(level: LogLevel, destination?: DestinationStream, redactor: Redactor = createRedactor()): Logger {
+/**
+ * An error whose code says what happened, so its stack adds nothing: ours, or a system or
+ * library error (ECONNREFUSED, ENOENT, UND_ERR_SOCKET). Node's own ERR_* codes mostly mean
+ * a bug (ERR_INVALID_ARG_TYPE), so they keep their stack.
+ */
+function expected(err: Error): boolean {
+  if (err instanceof SidecarError) return true;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && !code.startsWith('ERR_');
+}
+
+/**
+ * `redactor`: the sidecar's own; without one the logger scrubs JWT-shaped strings only.
+ * `format`: `pretty` writes one human line per record through log/pretty.ts.
+ */
+export function createLogger(level: LogLevel, destination?: DestinationStream, redactor: Redactor = createRedactor(), format: LogFormat = 'json'): Logger {
   const serializeError = errorSerializer(redactor);
+  const target = destination ?? pino.destination({ dest: 1, sync: false });
   return pino(
     {
       name: 'sts-sidecar',
@@ -77,6 +99,6 @@ export function createLogger(level: LogLevel, destination?: DestinationStream, r
         },
       },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    format === 'pretty' ? prettyDestination(target) : target,
   );
 }
