@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * sts-sidecar command line: run | check-config | dev-sts | demo.
+ * sts-sidecar command line: run | check-config | inject | dev-sts | demo.
  *
  * The development commands are imported on use, so `run` never loads the reference STS or
  * the demo (issue 11 item 6; test/layering.test.ts checks it).
@@ -14,6 +14,7 @@ const USAGE = `sts-sidecar ${VERSION}: exchanges the workload's credential at an
 Usage:
   sts-sidecar [run] --config FILE     run the sidecar (or set STS_SIDECAR_CONFIG)
   sts-sidecar check-config FILE       validate a config file and exit (0 = valid)
+  sts-sidecar inject [options]        the Kubernetes injector webhook, or --file to mutate a manifest
   sts-sidecar dev-sts [options]       run the reference STS for development
   sts-sidecar demo                    run the reference STS, a demo upstream and the sidecar together
   sts-sidecar demo-upstream [options] run only the demo upstream (for the compose demo)
@@ -40,6 +41,8 @@ export async function main(argv: string[]): Promise<number> {
       return runCommand(rest);
     case 'check-config':
       return checkConfigCommand(rest);
+    case 'inject':
+      return (await import('./inject.js')).injectCommand(rest);
     case 'dev-sts':
       return (await import('../devsts/cli.js')).runDevStsCommand(rest);
     case 'demo':
