@@ -72,7 +72,15 @@ export function parseWebhookConfig(input: unknown): WebhookConfig {
       ),
     );
   }
-  return Object.freeze(result.data);
+  return deepFreeze(result.data);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const item of Object.values(value)) deepFreeze(item);
+  }
+  return value;
 }
 
 export async function loadWebhookConfig(path: string): Promise<WebhookConfig> {
