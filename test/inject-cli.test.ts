@@ -105,6 +105,9 @@ describe('sts-sidecar inject (command line)', () => {
     assert.equal(refused.stdout, '');
     assert.equal((await inject([])).code, 2, 'neither --listen nor --file');
     assert.equal((await inject(['--listen', '127.0.0.1:0'])).code, 2, 'no certificate');
+    const missing = await inject(['--listen', '127.0.0.1:0', '--tls-cert', join(dir, 'none.crt'), '--tls-key', join(dir, 'none.key')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /--tls-(cert|key)/);
     assert.equal((await inject(['--bogus'])).code, 2);
     const badConfig = join(dir, 'bad-webhook.yaml');
     await writeFile(badConfig, 'imagee: x\n');

@@ -125,6 +125,7 @@ describe('injector: the mutation (AdmissionReview v1, RFC 6902 patch)', () => {
       'sts-sidecar.io/memory-request': '150Mi',
       'sts-sidecar.io/memory-limit': '256Mi',
       'sts-sidecar.io/cpu-limit': '1',
+      'sts-sidecar.io/identity-secret': 'orders-identity',
     });
     const out = mutated(pod);
     await assertValidPod(out, 'annotated');
@@ -135,6 +136,13 @@ describe('injector: the mutation (AdmissionReview v1, RFC 6902 patch)', () => {
     assert.deepEqual(((token['projected'] as Obj)['sources'] as Obj[])[0], { serviceAccountToken: { audience: 'sts-audience', expirationSeconds: 7200, path: 'sts-token' } });
     const config = parseConfigText(annotationsOf(out)[GENERATED_CONFIG_ANNOTATION]!, 'generated', {});
     assert.deepEqual([config.admin.listen.port, config.proxy.listen.port], [16000, 16001]);
+    // The workload certificate: the Secret mounted into the sidecar only, and named in the generated config.
+    const identity = volumes(out).find((v) => v['name'] === 'sts-sidecar-identity')!;
+    assert.deepEqual(identity['secret'], { secretName: 'orders-identity', defaultMode: 0o444 });
+    assert.ok(((sidecar['volumeMounts'] as Obj[]) ?? []).some((m) => m['name'] === 'sts-sidecar-identity'));
+    assert.ok(!((spec(out)['containers'] as Obj[])[0]!['volumeMounts'] as Obj[]).some((m) => m['name'] === 'sts-sidecar-identity'));
+    assert.equal(config.identity?.cert, '/var/run/secrets/workload-identity/tls.crt');
+    assert.equal(config.identity?.key, '/var/run/secrets/workload-identity/tls.key');
   });
 
   it('puts back, for the repo\'s Deployment and Job examples, the sidecar their authors wrote by hand', async () => {

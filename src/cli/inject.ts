@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { parseAllDocuments, stringify } from 'yaml';
-import { SidecarError } from '../errors.js';
+import { ConfigError, SidecarError } from '../errors.js';
 import { injectWorkload } from '../inject/workload.js';
 import { loadWebhookConfig, parseWebhookConfig, type WebhookConfig } from '../inject/webhook-config.js';
 import { startInjectorServer } from '../inject/server.js';
@@ -111,6 +111,10 @@ async function serve(values: Record<string, string | boolean | undefined>, confi
     pollIntervalMs: config.tlsPollIntervalSeconds * 1000,
     keyPath: 'tls',
     onError: (err) => logger.warn({ err, file: err.key === 'key' ? '--tls-key' : '--tls-cert' }, 'rotated serving certificate not usable; the previous one stays'),
+  }).catch((err: unknown) => {
+    // Its errors name config keys (`tls.cert: ...`); here they are flags.
+    if (err instanceof ConfigError) throw new UsageError(err.message.replace(/^tls\.(cert|key)/, '--tls-$1'));
+    throw err;
   });
   const listeners: Array<() => void> = [];
   identity.onChange(() => listeners.forEach((l) => l()));
