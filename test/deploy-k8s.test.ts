@@ -475,6 +475,12 @@ describe('k8s manifests', () => {
       const get = (container![probe] as Obj)['httpGet'] as Obj;
       assert.deepEqual([get['path'], get['scheme']], ['/healthz', 'HTTPS'], probe);
     }
+    const sc = container!['securityContext'] as Obj;
+    assert.deepEqual(
+      [sc['runAsNonRoot'], sc['readOnlyRootFilesystem'], sc['allowPrivilegeEscalation'], (sc['capabilities'] as Obj)['drop'], (sc['seccompProfile'] as Obj)['type']],
+      [true, true, false, ['ALL'], 'RuntimeDefault'],
+      'the injector is hardened like the sidecar',
+    );
     // No RBAC: the webhook reads nothing from the API, so its pod holds no API token.
     assert.equal(injector.objects.filter((m) => /Role/.test(String(m.object['kind']))).length, 0);
     assert.equal(pod['automountServiceAccountToken'], false);
