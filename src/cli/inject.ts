@@ -35,6 +35,9 @@ Options:
   -h, --help           this help
 `;
 
+/** A manifest --file cannot use: reported without the usage text. */
+class InputError extends Error {}
+
 export async function injectCommand(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -69,7 +72,7 @@ export async function injectCommand(argv: string[]): Promise<number> {
       process.stderr.write(`sts-sidecar inject: ${err.message}\n\n${USAGE}`);
       return 2;
     }
-    if (err instanceof SidecarError) {
+    if (err instanceof SidecarError || err instanceof InputError) {
       process.stderr.write(`sts-sidecar inject: ${err.message}\n`);
       return 2;
     }
@@ -81,10 +84,10 @@ async function injectFile(file: string, config: WebhookConfig, namespace: string
   const text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
   const out: string[] = [];
   for (const doc of parseAllDocuments(text, { uniqueKeys: true })) {
-    if (doc.errors.length > 0) throw new UsageError(`--file ${file}: not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+    if (doc.errors.length > 0) throw new InputError(`--file ${file}: not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
     const object: unknown = doc.toJS();
     if (object === null || object === undefined) continue;
-    if (typeof object !== 'object' || Array.isArray(object)) throw new UsageError(`--file ${file}: a document is not a mapping`);
+    if (typeof object !== 'object' || Array.isArray(object)) throw new InputError(`--file ${file}: a document is not a mapping`);
     const result = injectWorkload(object as Record<string, unknown>, config, namespace);
     if (result.kind === 'refuse') {
       process.stderr.write(`sts-sidecar inject: ${result.kindName}: refused: ${result.refusal.message}\n`);
