@@ -81,7 +81,12 @@ export async function injectCommand(argv: string[]): Promise<number> {
 }
 
 async function injectFile(file: string, config: WebhookConfig, namespace: string | undefined): Promise<number> {
-  const text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  const text =
+    file === '-'
+      ? await readStdin()
+      : await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+          throw new InputError(`--file ${file}: cannot read it: ${err.code ?? err.message}`);
+        });
   const out: string[] = [];
   for (const doc of parseAllDocuments(text, { uniqueKeys: true })) {
     if (doc.errors.length > 0) throw new InputError(`--file ${file}: not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
