@@ -1,8 +1,10 @@
 /**
- * k8s/: what `kubectl apply -k k8s/` (and k8s/legacy-app/) would create, checked without
- * a cluster: Kubernetes schemas, no unknown fields, and the cross-references a typo
- * would break (mounts and volumes, probes and the admin listener, the config and the
- * files the volumes provide, Service, ServiceMonitor and scrape annotations).
+ * k8s/: what `kubectl apply -k k8s/` (and k8s/legacy-app/, k8s/injector/) would create,
+ * checked without a cluster: Kubernetes schemas, no unknown fields, and the cross-references
+ * a typo would break (mounts and volumes, probes and the admin listener, the config and the
+ * files the volumes provide, Service and ServiceMonitor, the webhook and its certificate).
+ * The legacy app's sidecar is the injector's: its Deployment is checked as the injector
+ * mutates it (src/inject/), with the webhook config k8s/injector/ ships.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +15,9 @@ import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseConfigText } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
+import { parseWebhookConfig, type WebhookConfig } from '../src/inject/webhook-config.js';
+import { injectWorkload } from '../src/inject/workload.js';
+import { parse as parseYaml } from 'yaml';
 import {
   find,
   isObj,
@@ -38,6 +43,10 @@ const SIDECAR = 'sts-sidecar';
 
 let base: KustomizeResult;
 let legacy: KustomizeResult;
+let injector: KustomizeResult;
+let webhookConfig: WebhookConfig;
+/** k8s/legacy-app/'s Deployment as the injector leaves it. */
+let legacyInjected: Obj;
 let configText: string;
 let config: Config;
 
@@ -47,14 +56,19 @@ function only(objects: readonly Manifest[], kind: string, name?: string): Obj {
   return found[0]!.object;
 }
 
-/** The workloads whose pods carry the sidecar, from both variants. */
+/** The workloads whose pods carry the sidecar: the base's, and the legacy app's once injected. */
 function workloads(): Array<{ label: string; object: Obj }> {
   return [
-    ...[...base.objects, ...legacy.objects]
+    ...base.objects
       .filter((m) => podSpecOf(m.object) !== undefined)
       .map((m, i) => ({ label: `${String(m.object['kind'])}/${String(metadataOf(m.object)['name'])}#${i}`, object: m.object })),
+    { label: 'Deployment/orders-legacy-client (injected)', object: legacyInjected },
   ];
 }
+
+/** cert-manager's kinds: kubernetes-models has no schema for them (checked by hand below). */
+const isCertManager = (m: Manifest): boolean => String(m.object['apiVersion']).startsWith('cert-manager.io/');
+const checkable = (objects: readonly Manifest[]): Manifest[] => objects.filter((m) => !isCertManager(m));
 
 function sidecarOf(pod: Obj): Obj {
   const init = (podSpecOf(pod)?.['initContainers'] as Obj[] | undefined) ?? [];
@@ -105,6 +119,12 @@ describe('k8s manifests', () => {
   before(async () => {
     base = await kustomize(repoPath('k8s'));
     legacy = await kustomize(repoPath('k8s', 'legacy-app'));
+    injector = await kustomize(repoPath('k8s', 'injector'));
+    const webhookMap = only(injector.objects, 'ConfigMap', 'sts-sidecar-injector');
+    webhookConfig = parseWebhookConfig(parseYaml(String((webhookMap['data'] as Obj)['webhook.yaml'])));
+    legacyInjected = structuredClone(only(legacy.objects, 'Deployment', 'orders-legacy-client'));
+    const injected = injectWorkload(legacyInjected, webhookConfig);
+    assert.equal(injected.kind, 'patch', `the injector did not mutate the legacy app: ${JSON.stringify(injected)}`);
     const configMap = only(base.objects, 'ConfigMap', 'sts-sidecar-config');
     configText = String((configMap['data'] as Obj)['config.yaml']);
     config = parseConfigText(configText, 'k8s ConfigMap sts-sidecar-config');
@@ -112,7 +132,7 @@ describe('k8s manifests', () => {
 
   it('the kustomizations use every file under k8s/ and name no missing one', async () => {
     const onDisk = await yamlFilesUnder(repoPath('k8s'));
-    const used = new Set([...base.filesRead, ...legacy.filesRead]);
+    const used = new Set([...base.filesRead, ...legacy.filesRead, ...injector.filesRead]);
     assert.deepEqual(onDisk.map(relativeToRepo), [...used].sort().map(relativeToRepo));
     assert.deepEqual(
       find(base.objects, 'Deployment').length + find(base.objects, 'Job').length,
@@ -130,31 +150,47 @@ describe('k8s manifests', () => {
     for (const [dir, ours] of [
       ['k8s', base],
       ['k8s/legacy-app', legacy],
+      ['k8s/injector', injector],
     ] as const) {
       const { stdout } = await run('kubectl', ['kustomize', repoPath(dir)]);
       const file = join(await mkdtemp(join(tmpdir(), 'kustomize-')), 'out.yaml');
       await writeFile(file, stdout);
       const theirs = await readYamlDocuments(file);
       await rm(dirname(file), { recursive: true, force: true });
-      const key = (o: Obj) => `${String(o['kind'])}/${String(metadataOf(o)['name'])}`;
+      const key = (o: Obj) => `${String(o['kind'])}/${String(metadataOf(o)['namespace'] ?? '')}/${String(metadataOf(o)['name'])}`;
       const sorted = (list: Obj[]) => [...list].sort((a, b) => key(a).localeCompare(key(b)));
       assert.deepEqual(sorted(ours.objects.map((m) => m.object)), sorted(theirs), `${dir}: renders differ`);
     }
   });
 
   it('every object validates against the Kubernetes (and Prometheus Operator) schemas', async () => {
-    const all = [...base.objects, ...legacy.objects];
+    const all = [...base.objects, ...legacy.objects, ...injector.objects, { file: repoPath('k8s', 'legacy-app', 'deployment.yaml'), object: legacyInjected }];
     assert.deepEqual(
       new Set(all.map((m) => `${String(m.object['apiVersion'])} ${String(m.object['kind'])}`)),
-      new Set(['v1 ServiceAccount', 'v1 ConfigMap', 'apps/v1 Deployment', 'batch/v1 Job', 'v1 Service', 'monitoring.coreos.com/v1 ServiceMonitor']),
+      new Set([
+        'v1 Namespace',
+        'v1 ServiceAccount',
+        'v1 ConfigMap',
+        'apps/v1 Deployment',
+        'batch/v1 Job',
+        'v1 Service',
+        'monitoring.coreos.com/v1 ServiceMonitor',
+        'policy/v1 PodDisruptionBudget',
+        'admissionregistration.k8s.io/v1 MutatingWebhookConfiguration',
+        'cert-manager.io/v1 Issuer',
+        'cert-manager.io/v1 Certificate',
+      ]),
     );
-    for (const m of all) {
+    for (const m of checkable(all)) {
       assert.equal(await schemaErrors(m.object), undefined, `${relativeToRepo(m.file)} ${String(m.object['kind'])}`);
     }
   });
 
   it('no object has a field the API does not know (strict field validation)', () => {
-    assert.deepEqual(strictFieldErrors([...base.objects, ...legacy.objects]), []);
+    assert.deepEqual(
+      strictFieldErrors(checkable([...base.objects, ...legacy.objects, ...injector.objects, { file: repoPath('k8s', 'legacy-app', 'deployment.yaml'), object: legacyInjected }])),
+      [],
+    );
   });
 
   it('both checks catch a broken manifest (so the passes above mean something)', async () => {
@@ -258,8 +294,9 @@ describe('k8s manifests', () => {
         assert.ok(['tls.crt', 'tls.key', 'ca.crt'].includes(basename(file)), `${label}: ${file} is not a key cert-manager writes`);
       }
       // Neither credential is visible to the app.
+      const credentialVolumes = [tokenFile, config.identity.key].map((f) => String(volumeProviding(object, f).volume['name']));
       for (const app of appContainers(object)) {
-        for (const m of mountsOf(app)) assert.ok(!['sts-token', 'workload-identity'].includes(String(m['name'])), `${label}: app mounts ${String(m['name'])}`);
+        for (const m of mountsOf(app)) assert.ok(!credentialVolumes.includes(String(m['name'])), `${label}: app mounts ${String(m['name'])}`);
       }
       assert.equal(podSpecOf(object)!['automountServiceAccountToken'], false, `${label}: no Kubernetes API token in the pod`);
     }
@@ -307,9 +344,10 @@ describe('k8s manifests', () => {
     }
   });
 
-  it('the legacy variant points HTTP_PROXY/HTTPS_PROXY (both cases) at the proxy listener and keeps loopback direct', () => {
-    const deployment = only(legacy.objects, 'Deployment');
-    const [app] = appContainers(deployment);
+  it('the legacy app, injected, points HTTP_PROXY/HTTPS_PROXY (both cases) at the proxy listener and keeps loopback direct', () => {
+    const raw = only(legacy.objects, 'Deployment');
+    assert.equal(podSpecOf(raw)!['initContainers'], undefined, 'the legacy app is written without a sidecar: the injector adds it');
+    const [app] = appContainers(legacyInjected);
     const env = new Map(((app!['env'] as Obj[] | undefined) ?? []).map((e) => [String(e['name']), String(e['value'])]));
     const proxyUrl = `http://${config.proxy.listen.host}:${config.proxy.listen.port}`;
     for (const name of ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy']) assert.equal(env.get(name), proxyUrl, name);
@@ -320,43 +358,137 @@ describe('k8s manifests', () => {
     // It calls a host a route serves, by name, as the unchanged app would.
     const called = /http:\/\/([a-z0-9.-]+)\//.exec(((app!['args'] as string[]) ?? []).join(' '))?.[1];
     assert.ok(config.routes.some((r) => r.host === called), `the legacy app calls ${String(called)}, which no route names`);
-    // The patch changed only the app: the sidecar is the base's.
-    assert.deepEqual(sidecarOf(deployment), sidecarOf(only(base.objects, 'Deployment')));
+    // The injected sidecar runs what the hand-written one runs, from the same ConfigMap.
+    const [handWritten, injected] = [sidecarOf(only(base.objects, 'Deployment')), sidecarOf(legacyInjected)];
+    for (const key of ['args', 'restartPolicy', 'securityContext']) assert.deepEqual(injected[key], handWritten[key], key);
+    assert.equal(String(injected['image']).split(':')[0], String(handWritten['image']).split(':')[0], 'the same image');
   });
 
-  it('the metrics Service, the ServiceMonitor and the scrape annotations all point at /metrics on the admin port', () => {
-    const deployment = only(base.objects, 'Deployment');
-    const template = podTemplateOf(deployment)!;
-    const podLabels = metadataOf(template)['labels'] as Obj;
-    const service = only(base.objects, 'Service');
-    const spec = service['spec'] as Obj;
-    for (const [k, v] of Object.entries(spec['selector'] as Obj)) assert.equal(podLabels[k], v, `Service selector ${k}`);
-    const jobLabels = metadataOf(podTemplateOf(only(base.objects, 'Job'))!)['labels'] as Obj;
-    assert.ok(
-      Object.entries(spec['selector'] as Obj).some(([k, v]) => jobLabels[k] !== v),
-      'the Service does not select the Job\'s pods',
-    );
-    const port = (spec['ports'] as Obj[])[0]!;
-    assert.equal(resolvePort(sidecarOf(deployment), port['targetPort']), config.admin.listen.port);
+  it('composes: k8s/, k8s/legacy-app/ and k8s/injector/ create no object twice', () => {
+    const key = (m: Manifest) => `${String(m.object['kind'])} ${String(metadataOf(m.object)['namespace'] ?? 'default')}/${String(metadataOf(m.object)['name'])}`;
+    const seen = new Map<string, string>();
+    for (const [dir, result] of [
+      ['k8s', base],
+      ['k8s/legacy-app', legacy],
+      ['k8s/injector', injector],
+    ] as const) {
+      for (const m of result.objects) {
+        assert.ok(!seen.has(key(m)), `${key(m)} is created by both ${String(seen.get(key(m)))} and ${dir}: applying one replaces the other`);
+        seen.set(key(m), dir);
+      }
+    }
+    // Two Deployments must not select each other's pods either.
+    const selectors = [...base.objects, ...legacy.objects].filter((m) => m.object['kind'] === 'Deployment');
+    for (const a of selectors) {
+      for (const b of selectors) {
+        if (a === b) continue;
+        const sel = ((a.object['spec'] as Obj)['selector'] as Obj)['matchLabels'] as Obj;
+        const labels = metadataOf(podTemplateOf(b.object)!)['labels'] as Obj;
+        assert.ok(Object.entries(sel).some(([k, v]) => labels[k] !== v), `${key(a)} selects the pods of ${key(b)}`);
+      }
+    }
+  });
 
+  it('metrics one way: every sidecar\'s admin port is behind a Service the ServiceMonitor selects, and no pod has prometheus.io annotations', () => {
     const monitor = only(base.objects, 'ServiceMonitor')['spec'] as Obj;
-    const serviceLabels = metadataOf(service)['labels'] as Obj;
-    for (const [k, v] of Object.entries((monitor['selector'] as Obj)['matchLabels'] as Obj)) assert.equal(serviceLabels[k], v, `ServiceMonitor selects ${k}`);
     const endpoints = monitor['endpoints'] as Obj[];
     assert.ok(endpoints.length > 0);
-    for (const e of endpoints) {
-      assert.equal(e['port'], port['name'], 'the ServiceMonitor names the Service port');
-      assert.equal(e['path'], '/metrics');
+    for (const e of endpoints) assert.equal(e['path'], '/metrics');
+    const services = [...base.objects, ...legacy.objects].filter((m) => m.object['kind'] === 'Service').map((m) => m.object);
+    const selected = services.filter((svc) =>
+      Object.entries((monitor['selector'] as Obj)['matchLabels'] as Obj).every(([k, v]) => (metadataOf(svc)['labels'] as Obj)[k] === v),
+    );
+    for (const { label, object } of workloads()) {
+      const template = podTemplateOf(object)!;
+      const podLabels = metadataOf(template)['labels'] as Obj;
+      const annotations = (metadataOf(template)['annotations'] as Obj | undefined) ?? {};
+      assert.deepEqual(Object.keys(annotations).filter((k) => k.startsWith('prometheus.io/')), [], `${label}: scrape annotations (the ServiceMonitor is the one way)`);
+      const services = selected.filter((svc) => Object.entries((svc['spec'] as Obj)['selector'] as Obj).every(([k, v]) => podLabels[k] === v));
+      if (object['kind'] === 'Job') {
+        assert.equal(services.length, 0, `${label}: a Job's short-lived pod is not scraped`);
+        continue;
+      }
+      assert.equal(services.length, 1, `${label}: one metrics Service selects its pods`);
+      const port = ((services[0]!['spec'] as Obj)['ports'] as Obj[])[0]!;
+      for (const e of endpoints) assert.equal(e['port'], port['name'], 'the ServiceMonitor names the Service port');
+      assert.equal(resolvePort(sidecarOf(object), port['targetPort']), config.admin.listen.port, `${label}: the Service reaches the admin listener`);
+    }
+  });
+
+  it('the injector: webhook registration, Service, serving certificate and Deployment line up', () => {
+    const webhooks = only(injector.objects, 'MutatingWebhookConfiguration');
+    const [hook, ...more] = webhooks['webhooks'] as Obj[];
+    assert.ok(hook && more.length === 0, 'one webhook');
+    assert.equal(hook['sideEffects'], 'None');
+    assert.equal(hook['failurePolicy'], 'Fail');
+    assert.equal(hook['reinvocationPolicy'], 'IfNeeded');
+    assert.ok(Number(hook['timeoutSeconds']) <= 5, 'a short timeout');
+    assert.deepEqual(hook['admissionReviewVersions'], ['v1']);
+    assert.deepEqual(hook['rules'], [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
+    assert.ok(isObj(hook['objectSelector']), 'an objectSelector');
+    const ref = (hook['clientConfig'] as Obj)['service'] as Obj;
+    assert.equal(ref['path'], '/mutate');
+    const service = only(injector.objects, 'Service', String(ref['name']));
+    assert.equal(metadataOf(service)['namespace'], ref['namespace']);
+    const servicePort = ((service['spec'] as Obj)['ports'] as Obj[]).find((p) => p['port'] === ref['port']);
+    assert.ok(servicePort, 'the webhook names a port of the Service');
+    // The injector's namespace never goes through the injector (failurePolicy Fail would deadlock it).
+    const excluded = (((hook['namespaceSelector'] as Obj)['matchExpressions'] as Obj[]).find((e) => e['key'] === 'kubernetes.io/metadata.name')?.['values'] ?? []) as string[];
+    for (const ns of ['kube-system', String(ref['namespace'])]) assert.ok(excluded.includes(ns), `namespaceSelector leaves out ${ns}`);
+    for (const ns of ['kube-system', String(ref['namespace'])]) assert.ok(['kube-system', ...webhookConfig.excludedNamespaces].includes(ns), `webhook.yaml excludes ${ns}`);
+
+    // TLS: cert-manager's CA injector reads the serving Certificate the annotation names.
+    const [certNs, certName] = String(metadataOf(webhooks)['annotations'] && (metadataOf(webhooks)['annotations'] as Obj)['cert-manager.io/inject-ca-from']).split('/');
+    const serving = only(injector.objects, 'Certificate', certName);
+    assert.equal(metadataOf(serving)['namespace'], certNs);
+    const servingSpec = serving['spec'] as Obj;
+    assert.ok((servingSpec['dnsNames'] as string[]).includes(`${String(ref['name'])}.${String(ref['namespace'])}.svc`), 'the certificate names the Service');
+    const issuer = only(injector.objects, 'Issuer', String((servingSpec['issuerRef'] as Obj)['name']));
+    const caCert = only(injector.objects, 'Certificate', String(((issuer['spec'] as Obj)['ca'] as Obj)['secretName']));
+    assert.equal((caCert['spec'] as Obj)['isCA'], true);
+    const certKeys: Record<string, string[]> = {
+      Issuer: ['selfSigned', 'ca'],
+      Certificate: ['secretName', 'commonName', 'dnsNames', 'duration', 'renewBefore', 'usages', 'privateKey', 'issuerRef', 'isCA'],
+    };
+    for (const m of injector.objects.filter(isCertManager)) {
+      const extra = Object.keys(m.object['spec'] as Obj).filter((k) => !certKeys[String(m.object['kind'])]!.includes(k));
+      assert.deepEqual(extra, [], `${String(m.object['kind'])} ${String(metadataOf(m.object)['name'])}: fields cert-manager v1 does not have`);
     }
 
-    const annotations = metadataOf(template)['annotations'] as Obj;
-    assert.equal(annotations['prometheus.io/scrape'], 'true');
-    assert.equal(annotations['prometheus.io/port'], String(config.admin.listen.port));
-    assert.equal(annotations['prometheus.io/path'], '/metrics');
+    // The Deployment serves that Service with that certificate's Secret and the ConfigMap's webhook.yaml.
+    const deployment = only(injector.objects, 'Deployment');
+    const pod = podSpecOf(deployment)!;
+    assert.equal(metadataOf(deployment)['namespace'], ref['namespace']);
+    const [container] = pod['containers'] as Obj[];
+    const args = container!['args'] as string[];
+    const flag = (name: string) => args[args.indexOf(name) + 1]!;
+    assert.equal(args[0], 'inject');
+    assert.equal(Number(flag('--listen').split(':').pop()), resolvePort(container!, servicePort['targetPort']));
+    const volumeAt = (path: string) => {
+      const mount = mountsOf(container!).find((m) => m['mountPath'] === dirname(path));
+      assert.ok(mount, `nothing mounted at ${dirname(path)}`);
+      return volumesOf(deployment).find((v) => v['name'] === mount['name'])!;
+    };
+    for (const f of ['--tls-cert', '--tls-key']) assert.equal((volumeAt(flag(f))['secret'] as Obj)['secretName'], servingSpec['secretName'], f);
+    assert.equal((volumeAt(flag('--config'))['configMap'] as Obj)['name'], 'sts-sidecar-injector');
+    for (const probe of ['readinessProbe', 'livenessProbe']) {
+      const get = (container![probe] as Obj)['httpGet'] as Obj;
+      assert.deepEqual([get['path'], get['scheme']], ['/healthz', 'HTTPS'], probe);
+    }
+    const sc = container!['securityContext'] as Obj;
+    assert.deepEqual(
+      [sc['runAsNonRoot'], sc['readOnlyRootFilesystem'], sc['allowPrivilegeEscalation'], (sc['capabilities'] as Obj)['drop'], (sc['seccompProfile'] as Obj)['type']],
+      [true, true, false, ['ALL'], 'RuntimeDefault'],
+      'the injector is hardened like the sidecar',
+    );
+    // No RBAC: the webhook reads nothing from the API, so its pod holds no API token.
+    assert.equal(injector.objects.filter((m) => /Role/.test(String(m.object['kind']))).length, 0);
+    assert.equal(pod['automountServiceAccountToken'], false);
+    assert.equal(find(injector.objects, 'PodDisruptionBudget').length, 1, 'failurePolicy Fail wants a disruption budget');
   });
 
   it('ships no credentials: no Secret object, no token or key material in any manifest', () => {
-    const all = [...base.objects, ...legacy.objects];
+    const all = [...base.objects, ...legacy.objects, ...injector.objects];
     assert.equal(find(all, 'Secret').length, 0);
     const text = JSON.stringify(all.map((m) => m.object));
     assert.doesNotMatch(text, /eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+\./, 'a JWT');

@@ -6,6 +6,8 @@
  * - Lower layers never import `admin/`, `main.ts`, `index.ts` or `cli/`: only main and cli wire.
  * - Product code never imports `devsts/` or `demo/` (the reference STS and the demo are dev
  *   tools); the command dispatcher may load them with a lazy `import()`, so `run` never does.
+ * - `inject/` (issue 14) never imports the data path (`proxy/`, `cache/`, `sts/`, `endpoints/`,
+ *   `credentials/`): the injector only mutates pod objects.
  *
  * Today's known violations are listed in ALLOWED, each to be removed by issue 11. A new
  * violation fails; so does an allowed one that no longer exists (the list only shrinks).
@@ -28,7 +30,9 @@ interface ImportEdge {
   readonly dynamic: boolean;
 }
 
-const LOWER_LAYERS = ['config', 'credentials', 'sts', 'cache', 'tls', 'proxy', 'endpoints', 'log', 'pki', 'oauth', 'resource', 'http', 'files', 'lifecycle'];
+const LOWER_LAYERS = ['config', 'credentials', 'sts', 'cache', 'tls', 'proxy', 'endpoints', 'log', 'pki', 'oauth', 'resource', 'http', 'files', 'lifecycle', 'inject'];
+/** The injector (issue 14) works on pod objects: it never needs the data path. */
+const NOT_FOR_INJECT = ['proxy', 'cache', 'sts', 'endpoints', 'credentials'];
 /** Files at the top of src/ that are as low as any layer. */
 const LOWER_FILES = ['errors.ts', 'version.ts'];
 
@@ -56,6 +60,9 @@ function brokenRules(edge: ImportEdge): string[] {
   }
   if (isLower(edge.from) && (['admin', 'cli'].includes(toArea) || edge.to === 'main.ts' || edge.to === 'index.ts')) {
     broken.push(`a lower layer (${fromArea}) imports ${toArea === edge.to ? edge.to : `${toArea}/`} (only main.ts and cli/ wire the parts)`);
+  }
+  if (fromArea === 'inject' && NOT_FOR_INJECT.includes(toArea)) {
+    broken.push(`inject/ imports ${toArea}/ (the injector mutates pods; it never loads the data path)`);
   }
   if (!isDevTool(edge.from) && (toArea === 'devsts' || toArea === 'demo')) {
     const lazyDispatch = edge.dynamic && edge.from === 'cli/main.ts';
@@ -173,12 +180,14 @@ describe('layering of src/ (issue 11 item 7)', () => {
       ['main.ts', ''],
       ['devsts/d.ts', "import '../oauth/o.js';"],
       ['oauth/o.ts', ''],
+      ['inject/i.ts', "import '../cache/c.js';"],
     ]);
     const broken = importGraph(files).filter((e) => brokenRules(e).length > 0).map(edgeName);
     assert.deepEqual(broken.sort(), [
       'cache/c.ts -> main.ts',
       'cli/run.ts -> devsts/d.ts',
       'endpoints/e.ts -> devsts/d.ts',
+      'inject/i.ts -> cache/c.ts',
       'proxy/p.ts -> sts/s.ts',
       'tls/t.ts -> admin/a.ts',
     ]);

@@ -20,6 +20,7 @@ Usage:
   sts-sidecar token ROUTE --config FILE [--print-token] [--json]
                                       exchange once for ROUTE and print the token's claims
   sts-sidecar status [--admin URL]    show a running sidecar's routes, tokens and identity (0 = ready)
+  sts-sidecar inject [options]        the Kubernetes injector webhook, or --file to mutate a manifest
   sts-sidecar dev-sts [options]       run the reference STS for development
   sts-sidecar demo                    run the reference STS, a demo upstream and the sidecar together
   sts-sidecar demo-upstream [options] run only the demo upstream (for the compose demo)
@@ -50,6 +51,8 @@ export async function main(argv: string[]): Promise<number> {
       return tokenCommand(rest);
     case 'status':
       return (await import('./status.js')).statusCommand(rest);
+    case 'inject':
+      return (await import('./inject.js')).injectCommand(rest);
     case 'dev-sts':
       return (await import('../devsts/cli.js')).runDevStsCommand(rest);
     case 'demo':
