@@ -22,9 +22,11 @@ COPY package.json package-lock.json ./
 # The optional secret `npm-ca` is a CA bundle for the registry (a TLS-inspecting proxy's CA):
 # .ci/image.sh passes the host npm's `cafile` (`--secret id=npm-ca,src=...`). It is mounted
 # for this RUN only and never lands in a layer; without it npm uses the image's own CAs.
-RUN --mount=type=secret,id=npm-ca \
+# The cache mount keeps npm's download cache between builds (a changed lock file then fetches
+# only what changed); it is not part of any layer.
+RUN --mount=type=secret,id=npm-ca --mount=type=cache,target=/root/.npm \
     if [ -s /run/secrets/npm-ca ]; then export NPM_CONFIG_CAFILE=/run/secrets/npm-ca; fi && \
-    npm ci --no-audit --no-fund --ignore-scripts
+    npm ci --no-audit --no-fund --ignore-scripts --prefer-offline
 COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build
@@ -32,9 +34,9 @@ RUN npm run build
 FROM node:${NODE_MAJOR}-bookworm-slim AS prod-deps
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN --mount=type=secret,id=npm-ca \
+RUN --mount=type=secret,id=npm-ca --mount=type=cache,target=/root/.npm \
     if [ -s /run/secrets/npm-ca ]; then export NPM_CONFIG_CAFILE=/run/secrets/npm-ca; fi && \
-    npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
+    npm ci --omit=dev --no-audit --no-fund --ignore-scripts --prefer-offline
 
 # distroless/nodejs: Debian 12 with Node.js only; the :nonroot variant's user is 65532.
 FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:nonroot AS runtime
