@@ -192,6 +192,7 @@ routes:
     audience: http://orders.demo
     scope: orders.read
 EOF
+# shellcheck disable=SC2054 # the commas are --tmpfs mount options
 hardened=(--read-only --read-only-tmpfs=false --tmpfs /tmp:rw,size=16m,mode=1777 --cap-drop ALL --security-opt no-new-privileges)
 pm pod create --name "$POD" >/dev/null
 pm run -d --pod "$POD" --name "$POD-issuer" "${hardened[@]}" -v "$pod_dir/tokens:/var/run/secrets/tokens" "$IMAGE" \
