@@ -2,7 +2,8 @@
 #
 # sts-sidecar container image.
 #   docker build -t sts-sidecar:0.1.0 .
-#   docker run --read-only -v "$PWD/sidecar.yaml:/etc/sts-sidecar/config.yaml:ro" sts-sidecar:0.1.0
+#   docker run --read-only --tmpfs /tmp -v "$PWD/sidecar.yaml:/etc/sts-sidecar/config.yaml:ro" sts-sidecar:0.1.0
+# CI builds and runs it with rootful podman and local stand-ins for the base images: .ci/image.sh.
 #
 # Three stages: `build` compiles TypeScript with the dev dependencies, `prod-deps` installs
 # the production dependencies only, and the runtime stage copies just dist/src and those
@@ -10,13 +11,22 @@
 # sources and anything key-like never reach the runtime stage (see .dockerignore).
 
 # The Node.js major of the runtime image; .ci/run also runs the test suite on it.
+# An ARG before the first FROM is visible only in FROM lines: a stage that uses it again
+# (the runtime stage's base.name label) declares it once more, without a value.
 ARG NODE_MAJOR=24
 
 FROM node:${NODE_MAJOR}-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` would run tsc before the sources are copied; no dependency needs an install script.
-RUN npm ci --no-audit --no-fund --ignore-scripts
+# The optional secret `npm-ca` is a CA bundle for the registry (a TLS-inspecting proxy's CA):
+# .ci/image.sh passes the host npm's `cafile` (`--secret id=npm-ca,src=...`). It is mounted
+# for this RUN only and never lands in a layer; without it npm uses the image's own CAs.
+# The cache mount keeps npm's download cache between builds (a changed lock file then fetches
+# only what changed); it is not part of any layer.
+RUN --mount=type=secret,id=npm-ca --mount=type=cache,target=/root/.npm \
+    if [ -s /run/secrets/npm-ca ]; then export NPM_CONFIG_CAFILE=/run/secrets/npm-ca; fi && \
+    npm ci --no-audit --no-fund --ignore-scripts --prefer-offline
 COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build
@@ -24,10 +34,13 @@ RUN npm run build
 FROM node:${NODE_MAJOR}-bookworm-slim AS prod-deps
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
+RUN --mount=type=secret,id=npm-ca --mount=type=cache,target=/root/.npm \
+    if [ -s /run/secrets/npm-ca ]; then export NPM_CONFIG_CAFILE=/run/secrets/npm-ca; fi && \
+    npm ci --omit=dev --no-audit --no-fund --ignore-scripts --prefer-offline
 
 # distroless/nodejs: Debian 12 with Node.js only; the :nonroot variant's user is 65532.
 FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:nonroot AS runtime
+ARG NODE_MAJOR
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="sts-sidecar" \
       org.opencontainers.image.description="Sidecar token broker: exchanges the workload's ambient credential at an STS (RFC 8693), caches the token and injects it into outbound requests." \
@@ -42,8 +55,12 @@ COPY --from=prod-deps /src/node_modules ./node_modules
 COPY --from=build /src/dist/src ./dist/src
 # Numeric, so runAsNonRoot can verify it without resolving a name.
 USER 65532:65532
-# 15000 admin (/metrics /healthz /readyz), 15001 proxy. Both bind 127.0.0.1 unless the config says otherwise.
-EXPOSE 15000 15001
+# 15000: the admin listener (/metrics /healthz /readyz, never a token). The kubelet's probes
+# and Prometheus come in on the pod IP, so the configs this project ships (k8s/, deploy/) set
+# admin.listen: 0.0.0.0:15000; its built-in default is 127.0.0.1:15000. The proxy (15001)
+# and route ports are not exposed: in a pod only the pod's own containers may use them
+# (127.0.0.1; anything reaching them gets the workload's tokens).
+EXPOSE 15000
 # Exec form: node is PID 1 and receives SIGTERM itself (run drains in-flight requests, then exits 0).
 ENTRYPOINT ["/nodejs/bin/node", "/app/dist/src/cli/main.js"]
 CMD ["run", "--config", "/etc/sts-sidecar/config.yaml"]
