@@ -8,6 +8,7 @@ import { withExchangeLogs } from './admin/exchange-log.js';
 import { createAdmin, metricsFromConfig } from './admin/from-config.js';
 import { logListening } from './admin/startup-log.js';
 import { tokenProviderFromConfig } from './cache/from-config.js';
+import { dpopKeysFromConfig } from './dpop/from-config.js';
 import type { TokenProvider } from './cache/token-provider.js';
 import type { Config } from './config/schema.js';
 import { credentialsFromConfig, logSourceError } from './credentials/from-config.js';
@@ -64,7 +65,8 @@ async function build(config: Config, options: StartOptions, logger: Logger, reda
   const identity = await identityFromConfig(config, { logger, observer: metrics.identityObserver, resources });
   const stsClient = await stsClientFromConfig(config, { identity, redactor, resources, onSourceError: logSourceError(logger, 'sts.clientAuth') });
   const observer = withExchangeLogs(metrics.tokenObserver, logger);
-  const tokens = tokenProviderFromConfig(config, { subjectTokens, actorToken, identity, stsClient, observer, redactor, resources });
+  const dpopKeys = await dpopKeysFromConfig(config, { logger, resources });
+  const tokens = tokenProviderFromConfig(config, { subjectTokens, actorToken, identity, dpopKeys, stsClient, observer, redactor, resources });
 
   // Issue 10 item 10: no relay back into any listener; item 11: with allowNonLoopback, other
   // hosts' requests are not relayed to local-only services.

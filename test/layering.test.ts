@@ -28,7 +28,7 @@ interface ImportEdge {
   readonly dynamic: boolean;
 }
 
-const LOWER_LAYERS = ['config', 'credentials', 'sts', 'cache', 'tls', 'proxy', 'endpoints', 'log', 'pki', 'oauth', 'resource', 'http', 'files', 'lifecycle'];
+const LOWER_LAYERS = ['config', 'credentials', 'sts', 'cache', 'tls', 'proxy', 'endpoints', 'log', 'pki', 'oauth', 'resource', 'http', 'files', 'lifecycle', 'dpop'];
 /** Files at the top of src/ that are as low as any layer. */
 const LOWER_FILES = ['errors.ts', 'version.ts'];
 

@@ -5,9 +5,11 @@
  *
  * A key is everything that changes the token: the route's exchange parameters, a digest of
  * the subject token and the thumbprint of the workload certificate the STS saw (RFC 8705: a
- * token bound to one certificate is useless with another).
+ * token bound to one certificate is useless with another), and for a `binding: dpop` route
+ * the DPoP key's thumbprint (RFC 9449: likewise for a key).
  */
 import type { SubjectToken } from '../credentials/subject-token.js';
+import type { DpopKey } from '../dpop/key.js';
 import type { Redactor } from '../log/redact.js';
 import type { IdentityGeneration } from '../tls/identity.js';
 import type { CachedToken } from './cached-token.js';
@@ -18,6 +20,8 @@ export interface Entry {
   readonly key: string;
   readonly route: RouteExchange;
   readonly identity: IdentityGeneration | undefined;
+  /** The DPoP key the exchange proves (binding: dpop routes only). */
+  readonly dpopKey: DpopKey | undefined;
   /** Set through EntryTable.store and .discard only, so the redactor stays in step. */
   token: CachedToken | undefined;
   usableUntil: number;
@@ -39,6 +43,7 @@ interface RouteSlot {
   readonly keyPrefix: string;
   lastSubject: SubjectToken | undefined;
   lastIdentity: IdentityGeneration | undefined;
+  lastDpopKey: DpopKey | undefined;
   lastEntry: Entry | undefined;
 }
 
@@ -60,7 +65,7 @@ export class EntryTable {
     this.#slots = new Map(
       options.routes.map((r) => [
         r.name,
-        { route: r, keyPrefix: JSON.stringify([r.name, r.params]), lastSubject: undefined, lastIdentity: undefined, lastEntry: undefined },
+        { route: r, keyPrefix: JSON.stringify([r.name, r.params]), lastSubject: undefined, lastIdentity: undefined, lastDpopKey: undefined, lastEntry: undefined },
       ]),
     );
   }
@@ -70,25 +75,28 @@ export class EntryTable {
   }
 
   /** The entry for a route's current subject token and identity; the same objects as last time skip the key. */
-  lookup(route: RouteExchange, subject: SubjectToken, identity: IdentityGeneration | undefined): Entry {
+  lookup(route: RouteExchange, subject: SubjectToken, identity: IdentityGeneration | undefined, dpopKey?: DpopKey): Entry {
     const slot = this.#slots.get(route.name)!;
-    if (subject === slot.lastSubject && identity === slot.lastIdentity && slot.lastEntry) return slot.lastEntry;
-    const entry = this.entryFor(route, subject, identity);
+    if (subject === slot.lastSubject && identity === slot.lastIdentity && dpopKey === slot.lastDpopKey && slot.lastEntry) return slot.lastEntry;
+    const entry = this.entryFor(route, subject, identity, dpopKey);
     slot.lastSubject = subject;
     slot.lastIdentity = identity;
+    slot.lastDpopKey = dpopKey;
     slot.lastEntry = entry;
     return entry;
   }
 
   /** The entry for this key, created (evicting the least recently used) when missing. */
-  entryFor(route: RouteExchange, subject: SubjectToken, identity: IdentityGeneration | undefined): Entry {
-    const key = `${this.#slots.get(route.name)!.keyPrefix}|${subject.digest}|${identity?.thumbprint ?? ''}`;
+  entryFor(route: RouteExchange, subject: SubjectToken, identity: IdentityGeneration | undefined, dpopKey?: DpopKey): Entry {
+    const jkt = dpopKey ? `|jkt:${dpopKey.thumbprint}` : '';
+    const key = `${this.#slots.get(route.name)!.keyPrefix}|${subject.digest}|${identity?.thumbprint ?? ''}${jkt}`;
     let entry = this.#entries.get(key);
     if (!entry) {
       entry = {
         key,
         route,
         identity,
+        dpopKey,
         token: undefined,
         usableUntil: 0,
         refreshAt: 0,

@@ -6,6 +6,7 @@ import type { Config, RouteConfig } from '../config/schema.js';
 import type { Deferrer } from '../lifecycle/resources.js';
 import type { Redactor } from '../log/redact.js';
 import { withCertificateBinding } from '../sts/certificate-binding.js';
+import { withDpopBinding } from '../sts/dpop-binding.js';
 import type { StsClient } from '../sts/client.js';
 import { createTokenProvider, type RouteExchange, type TokenProvider, type TokenProviderOptions } from './token-provider.js';
 
@@ -13,6 +14,8 @@ export interface TokenProviderContext {
   readonly subjectTokens: TokenProviderOptions['subjectTokens'];
   readonly actorToken: TokenProviderOptions['actorToken'];
   readonly identity: TokenProviderOptions['identity'];
+  /** The DPoP key, when a route has `binding: dpop` (dpop/from-config.ts). */
+  readonly dpopKeys?: TokenProviderOptions['dpopKeys'];
   readonly stsClient: StsClient;
   readonly observer: TokenProviderOptions['observer'];
   readonly redactor: Redactor;
@@ -26,8 +29,10 @@ export function tokenProviderFromConfig(config: Config, parts: TokenProviderCont
     subjectTokens: parts.subjectTokens,
     actorToken: parts.actorToken,
     identity: parts.identity,
-    // RFC 8705 3.1: a token bound to another certificate is discarded and asked for once more.
-    exchange: withCertificateBinding((params, generation) => stsClient.exchange(params, generation), parts.observer),
+    dpopKeys: parts.dpopKeys,
+    // RFC 8705 3.1 and RFC 9449 6.1: a token bound to another certificate or key is discarded
+    // and asked for once more.
+    exchange: withDpopBinding(withCertificateBinding((params, generation) => stsClient.exchange(params, generation), parts.observer), parts.observer),
     refreshBeforeExpiryRatio: config.cache.refreshBeforeExpiryRatio,
     expirySkewMs: config.cache.expirySkewSeconds * 1000,
     retryInitialDelayMs: config.cache.retryInitialDelaySeconds * 1000,
@@ -52,5 +57,6 @@ function routeExchange(route: RouteConfig): RouteExchange {
       requestedTokenType: route.requestedTokenType,
       options: route.options,
     },
+    ...(route.binding === 'dpop' ? { dpop: { allowBearer: route.dpop?.allowBearer ?? false } } : {}),
   };
 }

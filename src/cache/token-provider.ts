@@ -20,6 +20,7 @@
 import { SidecarError, TokenUnavailableError } from '../errors.js';
 import type { SubjectToken, SubjectTokenProvider } from '../credentials/subject-token.js';
 import { createRedactor, type Redactor } from '../log/redact.js';
+import type { DpopKey } from '../dpop/key.js';
 import type { BindingObserver } from '../sts/certificate-binding.js';
 import type { Exchange } from '../sts/client.js';
 import type { IdentityGeneration } from '../tls/identity.js';
@@ -36,6 +37,12 @@ export { MAX_TIMER_DELAY_MS, type Timers } from './refresh-schedule.js';
 /** What the provider needs of the workload identity. */
 export interface IdentitySource {
   current(): IdentityGeneration;
+  onChange(listener: () => void): void;
+}
+
+/** What the provider needs of the DPoP key (RFC 9449), for routes with `binding: dpop`. */
+export interface DpopKeys {
+  current(): DpopKey;
   onChange(listener: () => void): void;
 }
 
@@ -83,6 +90,8 @@ export interface TokenProviderOptions {
   readonly actorToken?: { current(): string; readonly type: string } | undefined;
   /** The workload certificate, when configured: part of the key, passed to the exchange. */
   readonly identity?: IdentitySource | undefined;
+  /** The DPoP key, when a route has `binding: dpop`: part of that route's key, proved to the STS. */
+  readonly dpopKeys?: DpopKeys | undefined;
   readonly exchange: Exchange;
   readonly refreshBeforeExpiryRatio: number;
   readonly expirySkewMs: number;
@@ -107,6 +116,8 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   /** Per route: when a 401 last dropped its token. */
   const last401Drop = new Map<string, number>();
   const currentIdentity = options.identity ? () => options.identity!.current() : () => undefined;
+  const dpopKeys = options.dpopKeys;
+  const currentDpopKey = (route: RouteExchange): DpopKey | undefined => (route.dpop && dpopKeys ? dpopKeys.current() : undefined);
   const schedule = new RefreshSchedule<Entry>(now, options.timers ?? NODE_TIMERS);
   const table = new EntryTable({
     routes: options.routes,
@@ -121,6 +132,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     subjectTokens: options.subjectTokens,
     actorToken: options.actorToken,
     identity: currentIdentity,
+    dpopKey: currentDpopKey,
     refresh: { refreshBeforeExpiryRatio: options.refreshBeforeExpiryRatio, expirySkewMs: options.expirySkewMs },
     backoff: { initialDelayMs: options.retryInitialDelayMs, maxDelayMs: options.retryMaxDelayMs },
     observer,
@@ -137,7 +149,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     let subject: SubjectToken;
     try {
       subject = options.subjectTokens.current();
-      entry = table.lookup(route, subject, currentIdentity());
+      entry = table.lookup(route, subject, currentIdentity(), currentDpopKey(route));
     } catch (err) {
       throw new TokenUnavailableError(routeName, err);
     }
@@ -218,15 +230,17 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
 
   // A rotated subject token or certificate: exchange ahead for routes in use, so the first
   // request after the rotation finds the new key's exchange already under way.
-  const refreshActiveRoutes = () => {
+  const refreshActiveRoutes = (which: (r: RouteExchange) => boolean = () => true) => {
     if (closed) return;
     const active = new Set<RouteExchange>();
     for (const e of table.values()) if (!e.route.lazy || e.lastUsed > 0) active.add(e.route);
     for (const r of options.routes) if (!r.lazy) active.add(r);
-    for (const r of active) void refresh.refreshRoute(r).catch(() => {});
+    for (const r of active) if (which(r)) void refresh.refreshRoute(r).catch(() => {});
   };
-  options.subjectTokens.onChange(refreshActiveRoutes);
-  options.identity?.onChange(refreshActiveRoutes);
+  options.subjectTokens.onChange(() => refreshActiveRoutes());
+  options.identity?.onChange(() => refreshActiveRoutes());
+  // A new DPoP key (issue 16): only the routes bound to it exchange again.
+  dpopKeys?.onChange(() => refreshActiveRoutes((r) => r.dpop !== undefined));
 
   return {
     getToken,

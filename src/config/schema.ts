@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { ListenAddress } from '../http/listen-address.js';
 import { TOKEN_TYPE } from '../oauth/urns.js';
 import { checkCrossReferences } from './cross-references.js';
+import { checkRouteBinding, dpopSchema, routeBindingFields } from './dpop-schema.js';
 import { exactlyOneSource, httpUrl, listenAddress, nonEmpty, routeHost, seconds, secretFields, secretSource, stringList } from './fields.js';
 
 export { TOKEN_TYPE, type ListenAddress };
@@ -131,8 +132,10 @@ const routeSchema = z
      * the interception CA so the token can be injected. Without it such a tunnel passes untouched.
      */
     intercept: z.boolean().default(false),
+    ...routeBindingFields,
   })
   .superRefine((r, ctx) => {
+    checkRouteBinding(r, ctx);
     if (!r.upstream) {
       if (r.host || r.listen) ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'is required when the route has "host" or "listen"' });
       return;
@@ -275,6 +278,8 @@ export const configSchema = z
     subjectToken: subjectTokenSchema,
     sts: stsSchema,
     identity: identitySchema.optional(),
+    /** The DPoP key (RFC 9449) proved by routes with `binding: dpop`. */
+    dpop: dpopSchema.prefault({}),
     cache: cacheSchema.prefault({}),
     limits: limitsSchema.prefault({}),
     shutdown: z.strictObject({ drainSeconds: seconds(0).default(15) }).prefault({}),
@@ -295,6 +300,7 @@ export type SubjectTokenConfig = Config['subjectToken'];
 export type ClientAuthConfig = StsConfig['clientAuth'];
 export type SecretSourceConfig = z.output<typeof secretSource>;
 export type IdentityConfig = NonNullable<Config['identity']>;
+export type DpopConfig = Config['dpop'];
 export type ForwardConfig = Config['forward'];
 export type LimitsConfig = Config['limits'];
 export type LogLevel = (typeof LOG_LEVELS)[number];
