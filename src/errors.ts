@@ -53,7 +53,9 @@ export type DpopErrorCode =
 
 export type TokenErrorCode =
   /** No valid token for the route; the request is refused, never forwarded bare (`cause` names the root code). */
-  'ERR_TOKEN_UNAVAILABLE';
+  | 'ERR_TOKEN_UNAVAILABLE'
+  /** A local endpoint was asked for a DPoP-bound token: its key stays in the sidecar, so the token is never handed out (RFC 9449). */
+  | 'ERR_TOKEN_DPOP_BOUND';
 
 export type ProxyErrorCode =
   /** No route matches the request; nothing is forwarded. */
@@ -189,6 +191,16 @@ export class TokenUnavailableError extends SidecarError {
     const refusal = innermost(cause, StsOAuthError);
     this.stsError = refusal?.error;
     this.stsErrorDescription = refusal?.errorDescription;
+  }
+}
+
+/**
+ * A local endpoint (token endpoint, metadata emulation) refuses a DPoP-bound token: the SDK
+ * asking could not prove the key, which never leaves the sidecar (issue 16). 400.
+ */
+export class DpopBoundTokenError extends SidecarError {
+  constructor(route: string) {
+    super('ERR_TOKEN_DPOP_BOUND', `route "${route}" issues DPoP-bound tokens (RFC 9449); the key stays in the sidecar, so send the requests through its proxy instead`, 400);
   }
 }
 
