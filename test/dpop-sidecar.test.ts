@@ -158,6 +158,11 @@ describe('DPoP through the sidecar with the reference STS and the exported verif
     assert.equal(proof.jkt, sidecarJkt());
   });
 
+  it('/metrics names each route binding', async () => {
+    const text = await (await request(`${h.sidecar.adminUrl}/metrics`)).body.text();
+    assert.match(text, /sts_sidecar_route_binding_info\{route="api",binding="dpop"\} 1/);
+  });
+
   it('the local token endpoint never hands out a DPoP-bound token (ERR_TOKEN_DPOP_BOUND)', async () => {
     const reply = await postForm(`${h.sidecar.endpointUrls.token}/token`, {
       grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',

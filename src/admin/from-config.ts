@@ -4,15 +4,35 @@
  * the admin listener's handler and the gauges that read their state.
  */
 import type { RequestListener } from 'node:http';
+import { Gauge } from 'prom-client';
 import type { TokenProvider } from '../cache/token-provider.js';
 import type { Config } from '../config/schema.js';
 import type { WorkloadIdentity } from '../tls/identity.js';
 import { createMetrics, type SidecarMetrics } from './metrics.js';
+import { METRIC_PREFIX } from './names.js';
 import { createAdminHandler } from './server.js';
 import { registerStateGauges } from './state-gauges.js';
 
 export function metricsFromConfig(config: Config): SidecarMetrics {
-  return createMetrics(config.routes.map((r) => r.name));
+  const metrics = createMetrics(config.routes.map((r) => r.name));
+  registerBindingInfo(metrics, config);
+  return metrics;
+}
+
+/**
+ * Issue 16: how each route's tokens are bound (none, certificate per RFC 8705, dpop per RFC
+ * 9449), as an info metric joined on `route`, so the existing exchange and request series
+ * keep their labels.
+ */
+function registerBindingInfo(metrics: SidecarMetrics, config: Config): void {
+  const info = new Gauge({
+    name: `${METRIC_PREFIX}route_binding_info`,
+    help: 'How each route binds its tokens: none, certificate (RFC 8705, identity over mTLS to the STS) or dpop (RFC 9449); always 1.',
+    labelNames: ['route', 'binding'] as const,
+    registers: [metrics.registry],
+  });
+  const certificate = config.identity !== undefined && config.sts.clientCertificate;
+  for (const r of config.routes) info.labels(r.name, r.binding === 'dpop' ? 'dpop' : certificate ? 'certificate' : 'none').set(1);
 }
 
 export interface AdminState {
