@@ -14,6 +14,8 @@ import { DpopError, StsError, type ErrorCode } from '../src/errors.js';
 import { createDpopProof, demandsNonce, dpopKeyFromText, generateDpopKey, NonceStore, openDpopKeySource, proofTargetUri } from '../src/dpop/index.js';
 import { createStsClient, noClientAuth, type ExchangeParams } from '../src/sts/index.js';
 import { withDpopBinding } from '../src/sts/dpop-binding.js';
+import { parseConfig } from '../src/config/load.js';
+import { configProblems } from './helpers/config-problems.js';
 import { eventually } from './helpers/eventually.js';
 import { json, startFakeSts } from './helpers/fake-sts.js';
 import { tempDir } from './helpers/loopback.js';
@@ -177,5 +179,26 @@ describe('RFC 9449 section 5: the token request', () => {
     assert.equal(mismatches, 1);
     await assert.rejects(exchange(params, undefined, 'r'), (e: StsError) => e.code === 'ERR_STS_DPOP_BINDING_MISMATCH');
     assert.equal(mismatches, 3);
+  });
+});
+
+describe('config: routes[].binding, routes[].dpop and dpop', () => {
+  const base = { subjectToken: { value: 's' }, sts: { url: 'http://127.0.0.1:9/token' } };
+  const route = { name: 'api', listen: '127.0.0.1:0', upstream: 'http://127.0.0.1:9' };
+  const paths = (input: unknown) => configProblems(input).map((p) => p.path);
+
+  test('binding dpop with defaults; dpop.* defaults', () => {
+    const config = parseConfig({ ...base, routes: [{ ...route, binding: 'dpop' }] });
+    assert.equal(config.routes[0]!.binding, 'dpop');
+    assert.deepEqual(config.dpop, { algorithm: 'ES256', pollIntervalSeconds: 5 });
+    assert.equal(parseConfig({ ...base, routes: [route] }).routes[0]!.binding, 'auto');
+  });
+
+  test('refused: dpop settings without binding dpop, a token-only dpop route, another token header, an unknown algorithm', () => {
+    assert.deepEqual(paths({ ...base, routes: [{ ...route, dpop: { allowBearer: true } }] }), ['routes[0].dpop']);
+    // (A token-only route no endpoint serves is refused on its own too: routes[0].upstream.)
+    assert.ok(paths({ ...base, routes: [{ name: 'bare', binding: 'dpop' }] }).includes('routes[0].binding'));
+    assert.deepEqual(paths({ ...base, routes: [{ ...route, binding: 'dpop', authorization: { header: 'x-token' } }] }), ['routes[0].authorization.header']);
+    assert.deepEqual(paths({ ...base, dpop: { algorithm: 'HS256' }, routes: [route] }), ['dpop.algorithm']);
   });
 });

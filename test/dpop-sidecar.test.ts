@@ -83,13 +83,12 @@ describe('DPoP through the sidecar with the reference STS and the exported verif
       subjectToken: { value: subject, type: TOKEN_TYPE_JWT },
       sts: { url: sts.tokenUrl },
       forward: { caCertOut: sidecarCa },
-      tokenEndpoint: { listen: '127.0.0.1:0', callers: 'loopback', routes: ['api', 'bare'] },
+      tokenEndpoint: { listen: '127.0.0.1:0', callers: 'loopback', routes: ['api'] },
       routes: [
         { name: 'api', host: 'api.internal', listen: '127.0.0.1:0', upstream: api.url, audience: AUDIENCE, binding: 'dpop' },
         { name: 'secure', host: 'secure.internal', intercept: true, upstream: secure.url, ca: pki.caFile, audience: AUDIENCE, binding: 'dpop' },
         { name: 'grpc', listen: '127.0.0.1:0', upstream: `http://${grpc.address}`, upstreamProtocol: 'h2c', audience: AUDIENCE, binding: 'dpop' },
         { name: 'h2', listen: '127.0.0.1:0', upstream: h2.url, upstreamProtocol: 'h2c', audience: AUDIENCE, binding: 'dpop' },
-        { name: 'bare', audience: AUDIENCE, binding: 'dpop' },
       ],
     });
   });

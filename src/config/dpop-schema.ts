@@ -34,6 +34,7 @@ export const routeBindingFields = {
 };
 
 interface RouteBindingInput {
+  readonly upstream?: unknown;
   readonly binding: 'auto' | 'dpop';
   readonly dpop?: unknown;
   readonly authorization: { readonly header: string };
@@ -43,6 +44,10 @@ interface RouteBindingInput {
 export function checkRouteBinding(r: RouteBindingInput, ctx: z.RefinementCtx): void {
   if (r.dpop !== undefined && r.binding !== 'dpop') {
     ctx.addIssue({ code: 'custom', path: ['dpop'], message: 'applies only with "binding: dpop"' });
+  }
+  if (r.binding === 'dpop' && r.upstream === undefined) {
+    // Issue 16: a token-only route's tokens go to SDKs, which cannot prove a key kept here.
+    ctx.addIssue({ code: 'custom', path: ['binding'], message: '"dpop" needs "upstream": the local endpoints never hand out a DPoP-bound token' });
   }
   if (r.binding === 'dpop' && r.authorization.header !== 'authorization') {
     ctx.addIssue({ code: 'custom', path: ['authorization', 'header'], message: 'must be "authorization" with "binding: dpop" (RFC 9449 section 7.1)' });
