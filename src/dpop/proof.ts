@@ -30,7 +30,7 @@ export async function createDpopProof(key: DpopKey, claims: ProofClaims, now: ()
   };
   if (claims.accessToken !== undefined) payload['ath'] = accessTokenHash(claims.accessToken);
   if (claims.nonce !== undefined) payload['nonce'] = claims.nonce;
-  return new SignJWT(payload).setProtectedHeader({ alg: key.algorithm, typ: DPOP_PROOF_TYPE, jwk: key.publicJwk }).sign(key.privateKey);
+  return new SignJWT(payload).setProtectedHeader({ alg: key.algorithm, typ: DPOP_PROOF_TYPE, jwk: key.publicJwk }).sign(key.signingKey);
 }
 
 /**
