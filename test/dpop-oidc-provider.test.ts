@@ -4,17 +4,20 @@
  * tokens and proofs with jose alone. Through the sidecar (reverse proxy, and curl through
  * http_proxy): 200. A captured token and proof replayed by another client: refused. The
  * token with a proof from another key: refused. Nonces demanded by the resource server and
- * by the STS: handled.
+ * by the STS: handled. The same token over an HTTP/2 resource server and a gRPC call.
  */
 import { after, before, describe, it } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
-import { decodeJwt } from 'jose';
+import { calculateJwkThumbprint, createRemoteJWKSet, decodeJwt, EmbeddedJWK, jwtVerify } from 'jose';
 import { request } from 'undici';
 import { createDpopProof, generateDpopKey } from '../src/dpop/index.js';
 import { startHarness, type SidecarHarness } from './helpers/harness.js';
 import { eventually } from './helpers/eventually.js';
+import { createEchoClient } from './helpers/grpc-client.js';
+import { startGrpcServer, type TestGrpcServer } from './helpers/grpc-server.js';
 import {
   ACCESS_TOKEN_TYPE,
   CLIENT,
@@ -30,24 +33,31 @@ const run = promisify(execFile);
 describe('DPoP with oidc-provider and a jose resource server (RFC 9449)', () => {
   let as: AuthorizationServer;
   let rs: ResourceServer;
+  let h2rs: ResourceServer;
+  let grpc: TestGrpcServer;
   let h: SidecarHarness;
   let routeUrl: string;
 
   before(async () => {
     rs = await startResourceServer(() => as);
     as = await startOidcProvider(rs.resource);
+    // Tokens for rs.resource, shown to an HTTP/2 resource server and a gRPC server too.
+    h2rs = await startResourceServer(() => as, { protocol: 'h2c', audience: rs.resource });
+    grpc = await startGrpcServer({ authorization: null });
     h = await startHarness({
       subjectToken: { value: SUBJECT_TOKEN, type: ACCESS_TOKEN_TYPE },
       sts: { url: as.tokenUrl, clientAuth: { method: 'client_secret_basic', clientId: CLIENT.id, clientSecret: { value: CLIENT.secret } } },
       routes: [
         { name: 'api', host: 'api.internal', listen: '127.0.0.1:0', upstream: rs.url, resource: rs.resource, binding: 'dpop' },
+        { name: 'h2', listen: '127.0.0.1:0', upstream: h2rs.url, upstreamProtocol: 'h2c', resource: rs.resource, binding: 'dpop' },
+        { name: 'grpc', listen: '127.0.0.1:0', upstream: `http://${grpc.address}`, upstreamProtocol: 'h2c', resource: rs.resource, binding: 'dpop' },
       ],
     });
     routeUrl = h.sidecar.routeUrls['api']!;
   });
   after(async () => {
     await h?.close();
-    await Promise.all([rs?.close(), as?.close()]);
+    await Promise.all([rs?.close(), h2rs?.close(), grpc?.close(), as?.close()]);
   });
 
   it('client_credentials straight to oidc-provider: a proof made here is accepted and the token is bound to its key', async () => {
@@ -118,6 +128,45 @@ describe('DPoP with oidc-provider and a jose resource server (RFC 9449)', () => 
     const { stdout } = await run('curl', ['-q', '-sS', '-w', '\n%{http_code}', 'http://api.internal/via-proxy?x=1'], { env: { ...process.env, http_proxy: h.sidecar.proxyUrl } });
     assert.equal(stdout.split('\n').at(-1), '200', stdout);
     assert.equal(rs.seen.at(-1)!.status, 200);
+  });
+
+  it('an HTTP/2 (h2c) resource server accepts the sidecar proof', async () => {
+    const res = await request(`${h.sidecar.routeUrls['h2']}/over-h2?x=1`);
+    assert.equal(res.statusCode, 200, await res.body.text());
+    assert.equal(h2rs.seen.at(-1)!.status, 200);
+  });
+
+  it('gRPC: the call carries the oidc-provider token as DPoP and a proof jose verifies (POST, the method path, ath, cnf.jkt)', async () => {
+    const client = createEchoClient(new URL(h.sidecar.routeUrls['grpc']!).host);
+    try {
+      await client.unary({ payload: Buffer.from('hi') } as never);
+    } finally {
+      client.close();
+    }
+    const metadata = grpc.calls.at(-1)!.metadata;
+    const token = metadata['authorization']!.replace(/^DPoP /, '');
+    const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(as.jwksUrl)), { issuer: as.issuer, audience: rs.resource });
+    const proof = await jwtVerify(metadata['dpop']!, EmbeddedJWK, { typ: 'dpop+jwt' });
+    assert.equal(proof.payload['htm'], 'POST');
+    assert.equal(proof.payload['htu'], `http://${grpc.address}/stssidecar.test.Echo/Unary`);
+    assert.equal(proof.payload['ath'], createHash('sha256').update(token).digest('base64url'));
+    assert.equal(await calculateJwkThumbprint(proof.protectedHeader.jwk!), (payload['cnf'] as { jkt: string }).jkt);
+  });
+
+  it('a POST meeting a nonce demand is not sent twice: the 401 reaches the app, the next request carries the nonce', async () => {
+    rs.demandNonce = true;
+    rs.rotateNonce();
+    try {
+      const before = rs.seen.length;
+      const post = await request(`${routeUrl}/orders`, { method: 'POST', body: 'an order' });
+      await post.body.text();
+      assert.equal(post.statusCode, 401);
+      const get = await request(`${routeUrl}/orders`);
+      assert.equal(get.statusCode, 200, await get.body.text());
+      assert.deepEqual(rs.seen.slice(before).map((s) => s.reason), ['nonce', '']);
+    } finally {
+      rs.demandNonce = false;
+    }
   });
 
   it('a nonce demanded by the STS: use_dpop_nonce is answered by one retry with the nonce', async () => {

@@ -7,6 +7,8 @@
  */
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createH2cServer } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { calculateJwkThumbprint, createRemoteJWKSet, EmbeddedJWK, exportJWK, jwtVerify, type JWK } from 'jose';
 import { startHttpServer, type LoopbackServer } from './loopback.js';
 
@@ -119,18 +121,31 @@ export interface ResourceRequest {
   readonly reason: string;
 }
 
-export interface ResourceServer extends LoopbackServer {
+export interface ResourceServer {
+  /** Origin without a trailing slash. */
+  readonly url: string;
   readonly resource: string;
   readonly seen: ResourceRequest[];
   /** Demand a nonce (section 9): proofs without the current one get 401 use_dpop_nonce. */
   demandNonce: boolean;
+  /** A new nonce: clients holding the old one are asked again. */
+  rotateNonce(): void;
+  close(): Promise<void>;
 }
 
 /** A resource server checking DPoP with jose only: token against the issuer's JWKS, proof against its embedded key. */
-export async function startResourceServer(authorizationServer: () => AuthorizationServer): Promise<ResourceServer> {
+export interface ResourceServerOptions {
+  /** HTTP/1.1 (default) or cleartext HTTP/2 (prior knowledge). */
+  readonly protocol?: 'http1' | 'h2c';
+  /** The `aud` tokens must carry; default this server's own resource URL. */
+  readonly audience?: string;
+}
+
+export async function startResourceServer(authorizationServer: () => AuthorizationServer, options: ResourceServerOptions = {}): Promise<ResourceServer> {
+  const protocol = options.protocol ?? 'http1';
   const jtis = new Set<string>();
   const seen: ResourceRequest[] = [];
-  const nonce = randomBytes(12).toString('base64url');
+  let nonce = randomBytes(12).toString('base64url');
   let keys: ReturnType<typeof createRemoteJWKSet> | undefined;
   let origin = '';
   let state: { demandNonce: boolean } = { demandNonce: false };
@@ -152,7 +167,7 @@ export async function startResourceServer(authorizationServer: () => Authorizati
     const token = match[1]!;
     let jkt: unknown;
     try {
-      const { payload } = await jwtVerify(token, keys, { issuer: as.issuer, audience: `${origin}/` });
+      const { payload } = await jwtVerify(token, keys, { issuer: as.issuer, audience: options.audience ?? `${origin}/` });
       jkt = (payload['cnf'] as Record<string, unknown> | undefined)?.['jkt'];
     } catch {
       return refuse(res, req, 'token invalid');
@@ -178,14 +193,32 @@ export async function startResourceServer(authorizationServer: () => Authorizati
     res.end(`hello ${req.method} ${req.url}`);
   };
 
-  const server = await startHttpServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     void check(req, res).catch((err: unknown) => {
       res.writeHead(500);
       res.end(String(err));
     });
-  });
-  origin = server.url;
-  const rs = Object.assign(server, { resource: `${server.url}/`, seen, demandNonce: false });
+  };
+  let close: () => Promise<void>;
+  if (protocol === 'http1') {
+    const server: LoopbackServer = await startHttpServer(handler);
+    origin = server.url;
+    close = () => server.close();
+  } else {
+    // The compatibility API's request and response fit the handler (node:http2).
+    const server = createH2cServer(handler as never);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  const rs: ResourceServer = {
+    url: origin,
+    resource: `${origin}/`,
+    seen,
+    demandNonce: false,
+    rotateNonce: () => void (nonce = randomBytes(12).toString('base64url')),
+    close: () => close(),
+  };
   state = rs;
   return rs;
 }
