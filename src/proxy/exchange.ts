@@ -10,11 +10,11 @@
  * A subclass supplies only what differs between a request and an upgrade: how the app is
  * answered, which transport call carries it, and when the outcome is known.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { CachedToken } from '../cache/token-provider.js';
 import { demandsNonce } from '../dpop/nonces.js';
 import { createDpopProof } from '../dpop/proof.js';
 import { SidecarError, TokenUnavailableError } from '../errors.js';
-import type { IncomingHttpHeaders } from 'node:http';
 import type { ProxyContext, ProxyOutcome, ProxyRoute } from './context.js';
 import type { InboundRequest } from './inbound.js';
 import { recordOutcome, warnThrottled } from './outcome.js';
