@@ -41,11 +41,21 @@ export type StsErrorCode =
   /** The STS's reply is larger than `sts.maxResponseBytes`. */
   | 'ERR_STS_RESPONSE_TOO_LARGE'
   /** Twice in a row the STS bound the token to another certificate than the identity's (RFC 8705 section 3.1). */
-  | 'ERR_STS_TOKEN_BINDING_MISMATCH';
+  | 'ERR_STS_TOKEN_BINDING_MISMATCH'
+  /** A `binding: dpop` route got a Bearer token back (RFC 9449 section 5) and does not set `dpop.allowBearer`. */
+  | 'ERR_STS_DPOP_NOT_BOUND'
+  /** Twice in a row the STS bound the token (`cnf.jkt`) to another key than the sidecar's DPoP key (RFC 9449 section 6.1). */
+  | 'ERR_STS_DPOP_BINDING_MISMATCH';
+
+export type DpopErrorCode =
+  /** The DPoP key (file) is not an EC P-256, Ed25519 or RSA (2048+) private key in PEM or JWK form. */
+  'ERR_DPOP_KEY_INVALID';
 
 export type TokenErrorCode =
   /** No valid token for the route; the request is refused, never forwarded bare (`cause` names the root code). */
-  'ERR_TOKEN_UNAVAILABLE';
+  | 'ERR_TOKEN_UNAVAILABLE'
+  /** A local endpoint was asked for a DPoP-bound token: its key stays in the sidecar, so the token is never handed out (RFC 9449). */
+  | 'ERR_TOKEN_DPOP_BOUND';
 
 export type ProxyErrorCode =
   /** No route matches the request; nothing is forwarded. */
@@ -81,7 +91,15 @@ export type BoundTokenErrorCode =
   /** `verifyBoundToken`: binding is required and the token has no `cnf.x5t#S256`. */
   | 'ERR_BOUND_TOKEN_NOT_BOUND'
   /** `verifyBoundToken`: the token is bound to another certificate than the connection's. */
-  | 'ERR_BOUND_TOKEN_MISMATCH';
+  | 'ERR_BOUND_TOKEN_MISMATCH'
+  /** `verifyDpopRequest`: no DPoP proof, or one that fails RFC 9449 section 4.3 (signature, typ, htm, htu, iat, ath). */
+  | 'ERR_BOUND_TOKEN_DPOP_PROOF_INVALID'
+  /** `verifyDpopRequest`: the proof's `jti` was seen before within its lifetime (a replayed proof). */
+  | 'ERR_BOUND_TOKEN_DPOP_REPLAYED'
+  /** `verifyDpopRequest`: the proof is signed by another key than the token's `cnf.jkt`, or the token is not DPoP-bound. */
+  | 'ERR_BOUND_TOKEN_DPOP_MISMATCH'
+  /** `verifyDpopRequest`: the server demands a nonce and the proof has none or an old one (answer `use_dpop_nonce`). */
+  | 'ERR_BOUND_TOKEN_DPOP_NONCE';
 
 /** Every code. */
 export type ErrorCode =
@@ -91,7 +109,8 @@ export type ErrorCode =
   | TokenErrorCode
   | ProxyErrorCode
   | UpstreamErrorCode
-  | BoundTokenErrorCode;
+  | BoundTokenErrorCode
+  | DpopErrorCode;
 
 export class SidecarError extends Error {
   readonly code: ErrorCode;
@@ -123,6 +142,13 @@ export class SubjectTokenError extends SidecarError {
 
 export class StsError extends SidecarError {
   constructor(code: StsErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, 503, options);
+  }
+}
+
+/** The DPoP key (RFC 9449) cannot be used; at start-up it becomes a ConfigError naming `dpop.key`. */
+export class DpopError extends SidecarError {
+  constructor(code: DpopErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, 503, options);
   }
 }
@@ -165,6 +191,16 @@ export class TokenUnavailableError extends SidecarError {
     const refusal = innermost(cause, StsOAuthError);
     this.stsError = refusal?.error;
     this.stsErrorDescription = refusal?.errorDescription;
+  }
+}
+
+/**
+ * A local endpoint (token endpoint, metadata emulation) refuses a DPoP-bound token: the SDK
+ * asking could not prove the key, which never leaves the sidecar (issue 16). 400.
+ */
+export class DpopBoundTokenError extends SidecarError {
+  constructor(route: string) {
+    super('ERR_TOKEN_DPOP_BOUND', `route "${route}" issues DPoP-bound tokens (RFC 9449); the key stays in the sidecar, so send the requests through its proxy instead`, 400);
   }
 }
 

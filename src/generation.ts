@@ -12,13 +12,14 @@
  */
 import type { RequestListener } from 'node:http';
 import { withExchangeLogs } from './admin/exchange-log.js';
-import type { SidecarMetrics } from './admin/metrics.js';
+import type { AdminMetrics } from './admin/from-config.js';
 import type { SubjectTokenInfo } from './admin/status.js';
 import { routeFingerprints, tokenProviderFromConfig } from './cache/from-config.js';
 import type { TokenProvider } from './cache/token-provider.js';
 import type { Config } from './config/schema.js';
 import type { SecretSource } from './credentials/secret-source.js';
 import { credentialsFromConfig, logSourceError } from './credentials/from-config.js';
+import { dpopKeysFromConfig } from './dpop/from-config.js';
 import { endpointListeners, type EndpointName } from './endpoints/index.js';
 import { CarriedParts } from './lifecycle/carry-over.js';
 import { createInFlight, type ListenerClaims, type ListenerPool } from './lifecycle/listener-pool.js';
@@ -36,7 +37,7 @@ import { identityFromConfig } from './tls/identity-from-config.js';
 export interface Shared {
   readonly logger: Logger;
   readonly redactor: Redactor;
-  readonly metrics: SidecarMetrics;
+  readonly metrics: AdminMetrics;
   readonly dialPolicy: DialPolicy;
   readonly pool: ListenerPool;
   readonly failureLogs: LogThrottle;
@@ -115,7 +116,10 @@ async function build(config: Config, number: number, shared: Shared, own: Owned)
   const identity = await carried.keep('identity', config.identity, (res) => identityFromConfig(config, { logger, observer: metrics.identityObserver, resources: res }));
   const stsClients = await stsClientsFromConfig(config, { identity, redactor, resources, onSourceError: (key) => logSourceError(logger, key) });
   const observer = withExchangeLogs(metrics.tokenObserver, logger);
-  const tokens = tokenProviderFromConfig(config, { credentials, stsClients, identity, observer, redactor, resources });
+  // A reload keeps the DPoP key while dpop.* is unchanged (issue 16): tokens bound to it stay good.
+  const dpopSettings = { dpop: config.dpop, used: config.routes.some((r) => r.binding === 'dpop') };
+  const dpopKeys = await carried.keep('dpop-key', dpopSettings, (res) => dpopKeysFromConfig(config, { logger, resources: res }));
+  const tokens = tokenProviderFromConfig(config, { credentials, stsClients, identity, dpopKeys, observer, redactor, resources });
 
   const proxy = await startProxyFromConfig(config, {
     tokens,

@@ -119,6 +119,7 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
         const carriedRoutes = await pending.commit(previous, drainMs);
         serving = pending;
         metrics.knowRoutes(next.routes.map((r) => r.name));
+        metrics.bindingInfo(next);
         logger.level = options.logLevel ?? next.log.level;
         void pending.tokens.warmUp();
         retiring.add(previous);

@@ -30,7 +30,7 @@ interface ImportEdge {
   readonly dynamic: boolean;
 }
 
-const LOWER_LAYERS = ['config', 'credentials', 'sts', 'cache', 'tls', 'proxy', 'endpoints', 'log', 'pki', 'oauth', 'resource', 'http', 'files', 'lifecycle', 'inject'];
+const LOWER_LAYERS = ['config', 'credentials', 'sts', 'cache', 'tls', 'proxy', 'endpoints', 'log', 'pki', 'oauth', 'resource', 'http', 'files', 'lifecycle', 'inject', 'dpop'];
 /** The injector (issue 14) works on pod objects: it never needs the data path. */
 const NOT_FOR_INJECT = ['proxy', 'cache', 'sts', 'endpoints', 'credentials'];
 /** Files at the top of src/ that are as low as any layer. */

@@ -4,20 +4,25 @@
  * the admin listener's handler and the gauges that read their state.
  */
 import type { RequestListener } from 'node:http';
+import { Gauge } from 'prom-client';
 import type { RouteTokenStatus } from '../cache/token-provider.js';
 import type { Config } from '../config/schema.js';
 import type { WorkloadIdentity } from '../tls/identity.js';
 import { createMetrics, type SidecarMetrics } from './metrics.js';
+import { METRIC_PREFIX } from './names.js';
 import { createAdminHandler } from './server.js';
 import { statusReport, type ConfigInfo, type ListenerInfo, type SubjectTokenInfo } from './status.js';
 import { createStsResults, routeProfile, type StsResults } from './sts-results.js';
 import { registerStateGauges } from './state-gauges.js';
+import { stsProfileConfigs } from '../sts/profiles.js';
 
 export type { ConfigInfo, ListenerInfo, SubjectTokenInfo } from './status.js';
 
 /** The metrics, with the token observer also recording each STS profile's last result for /status. */
 export interface AdminMetrics extends SidecarMetrics {
   readonly stsResults: StsResults;
+  /** Sets sts_sidecar_route_binding_info from a config (at start and at each reload). */
+  readonly bindingInfo: (config: Config) => void;
 }
 
 /** `profileOf`: a route's STS profile now (a reload may change it); default: as in `config`. */
@@ -25,7 +30,31 @@ export function metricsFromConfig(config: Config, profileOf?: (route: string) =>
   const metrics = createMetrics(config.routes.map((r) => r.name));
   const profiles = new Map(config.routes.map((r) => [r.name, routeProfile(r)]));
   const stsResults = createStsResults(profileOf ?? ((route) => profiles.get(route) ?? 'default'));
-  return { ...metrics, tokenObserver: stsResults.observe(metrics.tokenObserver), stsResults };
+  const bindingInfo = registerBindingInfo(metrics);
+  bindingInfo(config);
+  return { ...metrics, tokenObserver: stsResults.observe(metrics.tokenObserver), stsResults, bindingInfo };
+}
+
+/**
+ * Issue 16: how each route's tokens are bound (none, certificate per RFC 8705, dpop per RFC
+ * 9449), as an info metric joined on `route`, so the existing exchange and request series
+ * keep their labels.
+ */
+function registerBindingInfo(metrics: SidecarMetrics): (config: Config) => void {
+  const info = new Gauge({
+    name: `${METRIC_PREFIX}route_binding_info`,
+    help: 'How each route binds its tokens: none, certificate (RFC 8705, identity over mTLS to the STS) or dpop (RFC 9449); always 1.',
+    labelNames: ['route', 'binding'] as const,
+    registers: [metrics.registry],
+  });
+  return (config) => {
+    info.reset();
+    const profiles = new Map(stsProfileConfigs(config).map((p) => [p.name, p.sts]));
+    for (const r of config.routes) {
+      const certificate = config.identity !== undefined && (profiles.get(r.sts) ?? config.sts).clientCertificate;
+      info.labels(r.name, r.binding === 'dpop' ? 'dpop' : certificate ? 'certificate' : 'none').set(1);
+    }
+  };
 }
 
 /** Read on every request: a configuration reload replaces the cache and may replace the identity. */

@@ -3,6 +3,7 @@
  * owns this type so they never import the STS client's (issue 11 item 2): what the STS
  * issued, plus the identity generation it was issued for.
  */
+import type { DpopKey } from '../dpop/key.js';
 import type { IssuedToken } from '../sts/exchange-response.js';
 import type { IdentityGeneration } from '../tls/identity.js';
 
@@ -13,4 +14,9 @@ export interface CachedToken extends IssuedToken {
    * connection presenting that generation's certificate (RFC 8705 section 3).
    */
   readonly identity: IdentityGeneration | undefined;
+  /**
+   * The DPoP key a `token_type: DPoP` token is bound to (RFC 9449): every request carrying it
+   * needs a fresh proof signed with this key. Absent for bearer tokens.
+   */
+  readonly dpop?: DpopKey | undefined;
 }

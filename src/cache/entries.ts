@@ -4,12 +4,14 @@
  * item 23).
  *
  * A key is everything that changes the token: the route's exchange parameters and STS
- * profile (issue 13: two profiles are two issuers), a digest of the subject token and the
+ * profile (issue 13: two profiles are two issuers), a digest of the subject token, the
  * thumbprint of the workload certificate the STS saw (RFC 8705: a token bound to one
- * certificate is useless with another).
+ * certificate is useless with another), and for a `binding: dpop` route the DPoP key's
+ * thumbprint (RFC 9449: likewise for a key).
  */
 import { DEFAULT_STS_PROFILE } from '../config/cross-references.js';
 import type { SubjectToken } from '../credentials/subject-token.js';
+import type { DpopKey } from '../dpop/key.js';
 import type { Redactor } from '../log/redact.js';
 import type { IdentityGeneration } from '../tls/identity.js';
 import type { CachedToken } from './cached-token.js';
@@ -21,6 +23,7 @@ export interface CarriedEntry {
   readonly route: string;
   readonly subjectDigest: string;
   readonly identity: IdentityGeneration | undefined;
+  readonly dpopKey: DpopKey | undefined;
   readonly token: CachedToken;
   readonly usableUntil: number;
   readonly refreshAt: number;
@@ -33,6 +36,8 @@ export interface Entry {
   readonly subjectDigest: string;
   readonly route: RouteExchange;
   readonly identity: IdentityGeneration | undefined;
+  /** The DPoP key the exchange proves (binding: dpop routes only). */
+  readonly dpopKey: DpopKey | undefined;
   /** Set through EntryTable.store and .discard only, so the redactor stays in step. */
   token: CachedToken | undefined;
   usableUntil: number;
@@ -54,6 +59,7 @@ interface RouteSlot {
   readonly keyPrefix: string;
   lastSubject: SubjectToken | undefined;
   lastIdentity: IdentityGeneration | undefined;
+  lastDpopKey: DpopKey | undefined;
   lastEntry: Entry | undefined;
 }
 
@@ -75,7 +81,7 @@ export class EntryTable {
     this.#slots = new Map(
       options.routes.map((r) => [
         r.name,
-        { route: r, keyPrefix: keyPrefix(r), lastSubject: undefined, lastIdentity: undefined, lastEntry: undefined },
+        { route: r, keyPrefix: keyPrefix(r), lastSubject: undefined, lastIdentity: undefined, lastDpopKey: undefined, lastEntry: undefined },
       ]),
     );
   }
@@ -85,20 +91,22 @@ export class EntryTable {
   }
 
   /** The entry for a route's current subject token and identity; the same objects as last time skip the key. */
-  lookup(route: RouteExchange, subject: SubjectToken, identity: IdentityGeneration | undefined): Entry {
+  lookup(route: RouteExchange, subject: SubjectToken, identity: IdentityGeneration | undefined, dpopKey?: DpopKey): Entry {
     const slot = this.#slots.get(route.name)!;
-    if (subject === slot.lastSubject && identity === slot.lastIdentity && slot.lastEntry) return slot.lastEntry;
-    const entry = this.entryFor(route, subject, identity);
+    if (subject === slot.lastSubject && identity === slot.lastIdentity && dpopKey === slot.lastDpopKey && slot.lastEntry) return slot.lastEntry;
+    const entry = this.entryFor(route, subject, identity, dpopKey);
     slot.lastSubject = subject;
     slot.lastIdentity = identity;
+    slot.lastDpopKey = dpopKey;
     slot.lastEntry = entry;
     return entry;
   }
 
   /** The entry for this key, created (evicting the least recently used) when missing. */
-  entryFor(route: RouteExchange, subject: SubjectToken | string, identity: IdentityGeneration | undefined): Entry {
+  entryFor(route: RouteExchange, subject: SubjectToken | string, identity: IdentityGeneration | undefined, dpopKey?: DpopKey): Entry {
     const digest = typeof subject === 'string' ? subject : subject.digest;
-    const key = `${this.#slots.get(route.name)!.keyPrefix}|${digest}|${identity?.thumbprint ?? ''}`;
+    const jkt = dpopKey ? `|jkt:${dpopKey.thumbprint}` : '';
+    const key = `${this.#slots.get(route.name)!.keyPrefix}|${digest}|${identity?.thumbprint ?? ''}${jkt}`;
     let entry = this.#entries.get(key);
     if (!entry) {
       entry = {
@@ -106,6 +114,7 @@ export class EntryTable {
         subjectDigest: digest,
         route,
         identity,
+        dpopKey,
         token: undefined,
         usableUntil: 0,
         refreshAt: 0,
@@ -126,7 +135,7 @@ export class EntryTable {
    * because the route's exchange parameters, subject token and certificate did not change.
    */
   adopt(carried: CarriedEntry, route: RouteExchange): Entry {
-    const entry = this.entryFor(route, carried.subjectDigest, carried.identity);
+    const entry = this.entryFor(route, carried.subjectDigest, carried.identity, carried.dpopKey);
     this.#options.redactor.register(carried.token.accessToken);
     if (entry.token) this.#options.redactor.forget(entry.token.accessToken);
     entry.token = carried.token;

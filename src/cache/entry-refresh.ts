@@ -4,6 +4,8 @@
  * entry's timer armed for the next refresh or retry.
  */
 import { assertUsable, type SubjectToken, type SubjectTokenProvider } from '../credentials/subject-token.js';
+import type { DpopKey } from '../dpop/key.js';
+import { isDpopTokenType } from '../sts/dpop-binding.js';
 import type { Exchange } from '../sts/client.js';
 import type { IdentityGeneration } from '../tls/identity.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
@@ -28,6 +30,8 @@ export interface EntryRefreshOptions {
   readonly subjectTokens: SubjectTokenProvider;
   readonly actorToken: ActorToken | undefined;
   readonly identity: () => IdentityGeneration | undefined;
+  /** The current DPoP key, for a route with `binding: dpop`. */
+  readonly dpopKey: (route: RouteExchange) => DpopKey | undefined;
   readonly refresh: RefreshPolicy;
   readonly backoff: BackoffPolicy;
   readonly observer: ExchangeObserver;
@@ -78,9 +82,12 @@ export function createEntryRefresh(options: EntryRefreshOptions): EntryRefresh {
       subjectToken: subject.value,
       subjectTokenType: subject.type,
       ...(actor ? { actorToken: actor.current(), actorTokenType: actor.type } : {}),
+      ...(entry.dpopKey && entry.route.dpop ? { dpop: { key: entry.dpopKey, allowBearer: entry.route.dpop.allowBearer } } : {}),
     };
     const issued = await own.exchange(params, entry.identity, entry.route.name);
-    return { ...issued, identity: entry.identity };
+    // A DPoP token travels with the key it is bound to; a Bearer one (allowBearer) without.
+    const dpop = entry.dpopKey && isDpopTokenType(issued.tokenType) ? { dpop: entry.dpopKey } : {};
+    return { ...issued, identity: entry.identity, ...dpop };
   }
 
   function succeeded(entry: Entry, issued: CachedToken): CachedToken {
@@ -118,7 +125,7 @@ export function createEntryRefresh(options: EntryRefreshOptions): EntryRefresh {
 
   async function refreshRoute(route: RouteExchange): Promise<CachedToken> {
     const subject = credentials(route).subjectTokens.current();
-    return exchange(table.entryFor(route, subject, options.identity()), subject);
+    return exchange(table.entryFor(route, subject, options.identity(), options.dpopKey(route)), subject);
   }
 
   return { exchange, refreshRoute, credentials, rearm: (entry) => schedule.at(entry, entry.refreshAt, () => due(entry)) };

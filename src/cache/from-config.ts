@@ -8,6 +8,7 @@ import type { Deferrer } from '../lifecycle/resources.js';
 import type { Redactor } from '../log/redact.js';
 import { withCertificateBinding } from '../sts/certificate-binding.js';
 import type { Exchange } from '../sts/client.js';
+import { withDpopBinding } from '../sts/dpop-binding.js';
 import { routeSubjectTokenConfigs } from '../credentials/subject-tokens-from-config.js';
 import { stsProfileConfigs } from '../sts/profiles.js';
 import type { StsClients } from '../sts/profiles-from-config.js';
@@ -19,6 +20,8 @@ export interface TokenProviderContext {
   /** Each profile's STS client. */
   readonly stsClients: Pick<StsClients, 'client'>;
   readonly identity: TokenProviderOptions['identity'];
+  /** The DPoP key, when a route has `binding: dpop` (dpop/from-config.ts). */
+  readonly dpopKeys?: TokenProviderOptions['dpopKeys'];
   readonly observer: TokenProviderOptions['observer'];
   readonly redactor: Redactor;
   readonly resources: Deferrer;
@@ -26,13 +29,14 @@ export interface TokenProviderContext {
 
 export function tokenProviderFromConfig(config: Config, parts: TokenProviderContext): TokenProvider {
   const { credentials, stsClients, observer } = parts;
-  // RFC 8705 3.1: a token bound to another certificate is discarded and asked for once more.
+  // RFC 8705 3.1 and RFC 9449 6.1: a token bound to another certificate or key is discarded
+  // and asked for once more.
   const exchanges = new Map<string, Exchange>();
   const exchangeAt = (profile: string): Exchange => {
     let exchange = exchanges.get(profile);
     if (!exchange) {
       const client = stsClients.client(profile);
-      exchanges.set(profile, (exchange = withCertificateBinding((params, generation) => client.exchange(params, generation), observer)));
+      exchanges.set(profile, (exchange = withDpopBinding(withCertificateBinding((params, generation) => client.exchange(params, generation), observer), observer)));
     }
     return exchange;
   };
@@ -44,6 +48,7 @@ export function tokenProviderFromConfig(config: Config, parts: TokenProviderCont
     subjectTokens: credentials.subjectTokens,
     actorToken: credentials.actorToken,
     identity: parts.identity,
+    dpopKeys: parts.dpopKeys,
     exchange: exchangeAt(DEFAULT_STS_PROFILE),
     refreshBeforeExpiryRatio: config.cache.refreshBeforeExpiryRatio,
     expirySkewMs: config.cache.expirySkewSeconds * 1000,
@@ -67,7 +72,7 @@ export function tokenProviderFromConfig(config: Config, parts: TokenProviderCont
 export function routeFingerprints(config: Config): Map<string, string> {
   const profiles = new Map(stsProfileConfigs(config).map((p) => [p.name, p.sts]));
   const subjectTokens = new Map(routeSubjectTokenConfigs(config).map((s) => [s.route, s.config]));
-  const shared = { identity: config.identity ?? null, cache: config.cache };
+  const shared = { identity: config.identity ?? null, dpop: config.dpop, cache: config.cache };
   return new Map(
     config.routes.map((r) => [r.name, JSON.stringify({ ...shared, sts: profiles.get(r.sts), subjectToken: subjectTokens.get(r.name), exchange: routeExchange(r) })]),
   );
@@ -85,5 +90,6 @@ function routeExchange(route: RouteConfig): RouteExchange {
       requestedTokenType: route.requestedTokenType,
       options: route.options,
     },
+    ...(route.binding === 'dpop' ? { dpop: { allowBearer: route.dpop?.allowBearer ?? false } } : {}),
   };
 }

@@ -8,7 +8,9 @@ export interface RouteExchange {
   readonly name: string;
   /** Exchanged on first use (and refreshed while in use) rather than at start-up and forever. */
   readonly lazy: boolean;
-  readonly params: Omit<ExchangeParams, 'subjectToken' | 'subjectTokenType' | 'actorToken' | 'actorTokenType'>;
+  readonly params: Omit<ExchangeParams, 'subjectToken' | 'subjectTokenType' | 'actorToken' | 'actorTokenType' | 'dpop'>;
+  /** `binding: dpop` (RFC 9449): the exchange carries a proof of the current DPoP key. */
+  readonly dpop?: { readonly allowBearer: boolean } | undefined;
   /** Issue 13: the STS profile the route exchanges at, part of the cache key (default `default`). */
   readonly sts?: string;
   /** Issue 13: the route's own STS client and tokens; without them, the provider's. */

@@ -22,6 +22,7 @@ import { SidecarError, TokenUnavailableError } from '../errors.js';
 import type { SubjectToken, SubjectTokenProvider } from '../credentials/subject-token.js';
 import { createRedactor, type Redactor } from '../log/redact.js';
 import { publicClaims, type PublicClaims } from '../log/token-claims.js';
+import type { DpopKey } from '../dpop/key.js';
 import type { BindingObserver } from '../sts/certificate-binding.js';
 import type { Exchange } from '../sts/client.js';
 import type { IdentityGeneration } from '../tls/identity.js';
@@ -41,6 +42,12 @@ export interface IdentitySource {
   current(): IdentityGeneration;
   /** Returns a function that removes the listener. */
   onChange(listener: () => void): () => void;
+}
+
+/** What the provider needs of the DPoP key (RFC 9449), for routes with `binding: dpop`. */
+export interface DpopKeys {
+  current(): DpopKey;
+  onChange(listener: () => void): void;
 }
 
 export interface TokenProvider {
@@ -110,6 +117,8 @@ export interface TokenProviderOptions {
   readonly actorToken?: ActorToken | undefined;
   /** The workload certificate, when configured: part of the key, passed to the exchange. */
   readonly identity?: IdentitySource | undefined;
+  /** The DPoP key, when a route has `binding: dpop`: part of that route's key, proved to the STS. */
+  readonly dpopKeys?: DpopKeys | undefined;
   readonly exchange: Exchange;
   readonly refreshBeforeExpiryRatio: number;
   readonly expirySkewMs: number;
@@ -134,6 +143,8 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   /** Per route: when a 401 last dropped its token. */
   const last401Drop = new Map<string, number>();
   const currentIdentity = options.identity ? () => options.identity!.current() : () => undefined;
+  const dpopKeys = options.dpopKeys;
+  const currentDpopKey = (route: RouteExchange): DpopKey | undefined => (route.dpop && dpopKeys ? dpopKeys.current() : undefined);
   const schedule = new RefreshSchedule<Entry>(now, options.timers ?? NODE_TIMERS);
   const table = new EntryTable({
     routes: options.routes,
@@ -148,6 +159,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     subjectTokens: options.subjectTokens,
     actorToken: options.actorToken,
     identity: currentIdentity,
+    dpopKey: currentDpopKey,
     refresh: { refreshBeforeExpiryRatio: options.refreshBeforeExpiryRatio, expirySkewMs: options.expirySkewMs },
     backoff: { initialDelayMs: options.retryInitialDelayMs, maxDelayMs: options.retryMaxDelayMs },
     observer,
@@ -164,7 +176,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     let subject: SubjectToken;
     try {
       subject = refresh.credentials(route).subjectTokens.current();
-      entry = table.lookup(route, subject, currentIdentity());
+      entry = table.lookup(route, subject, currentIdentity(), currentDpopKey(route));
     } catch (err) {
       throw new TokenUnavailableError(routeName, err);
     }
@@ -273,8 +285,8 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     for (const e of entries) {
       if (!table.holds(e) || !e.token || t >= e.usableUntil) continue;
       schedule.cancel(e);
-      const { subjectDigest, identity, token, usableUntil, refreshAt, lastUsed } = e;
-      carried.push({ route: e.route.name, subjectDigest, identity, token, usableUntil, refreshAt, lastUsed });
+      const { subjectDigest, identity, dpopKey, token, usableUntil, refreshAt, lastUsed } = e;
+      carried.push({ route: e.route.name, subjectDigest, identity, dpopKey, token, usableUntil, refreshAt, lastUsed });
     }
     return carried;
   }
@@ -289,7 +301,8 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
 
   // A rotated subject token or certificate: exchange ahead for routes in use, so the first
   // request after the rotation finds the new key's exchange already under way. A subject
-  // token refreshes only the routes exchanging it (issue 13); the certificate, every route.
+  // token refreshes only the routes exchanging it (issue 13); the certificate, every route;
+  // a DPoP key (issue 16), the routes bound to it.
   const refreshActiveRoutes = (using: (route: RouteExchange) => boolean) => () => {
     if (closed) return;
     const active = new Set<RouteExchange>();
@@ -301,6 +314,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   for (const source of subjectSources) source.onChange(refreshActiveRoutes((r) => refresh.credentials(r).subjectTokens === source));
   // The identity may outlive this provider (a reload keeps it): stop listening at close.
   const stopWatchingIdentity = options.identity?.onChange(refreshActiveRoutes(() => true));
+  dpopKeys?.onChange(refreshActiveRoutes((r) => r.dpop !== undefined));
 
   return {
     getToken,

@@ -20,6 +20,7 @@ import { parseConfig } from '../config/load.js';
 import { startSidecar } from '../main.js';
 import { startDevSts, createWorkloadIssuer, type DevSts } from '../devsts/index.js';
 import { startDemoUpstream } from '../demo/upstream.js';
+import { dpopDemoStep, startDemoDpopUpstream } from '../demo/dpop.js';
 import { grpcDemoStep, loadGrpc, startDemoGrpcUpstream, type DemoGrpcUpstream } from '../demo/grpc.js';
 import { ALICE_URI, writeDemoPki } from '../demo/pki.js';
 import { certificateThumbprint } from '../tls/thumbprint.js';
@@ -34,9 +35,11 @@ bound to one certificate being refused over another (RFC 8705), and prints what
 happened and the curl commands to try. Certificates live in a temporary directory
 that is deleted at exit.
 It also makes one gRPC call through the sidecar to a demo gRPC upstream (when
-@grpc/grpc-js is installed, as in a checkout). Ports 15000 (admin), 15001 (proxy),
-15002 (the demo route), 15003 (the gRPC route), 15080 (the STS), 15090 (the demo
-upstream) and 15091 (the gRPC upstream) are used when free, any free port otherwise.
+@grpc/grpc-js is installed, as in a checkout), and shows a DPoP-bound token (RFC 9449)
+whose replayed proof is refused. Ports 15000 (admin), 15001 (proxy), 15002 (the demo
+route), 15003 (the gRPC route), 15004 (the DPoP route), 15080 (the STS), 15090 (the demo
+upstream), 15091 (the gRPC upstream) and 15092 (the DPoP upstream) are used when free,
+any free port otherwise.
 
   --once              exit after the first request instead of running until Ctrl-C
   --log-level LEVEL   sidecar log level (default warn, to keep the output readable)
@@ -90,6 +93,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
     tls: { cert: pki.upstream.certPem, key: pki.upstream.keyPem, ca: pki.ca },
   });
 
+  const dpopUpstream = await startDemoDpopUpstream({ jwks: sts.publicJwks, issuer: sts.issuer, audience: AUDIENCE, port: await freePort(15092) });
+
   // The gRPC step needs @grpc/grpc-js, a development dependency: skipped in a packaged install.
   const grpc = await loadGrpc();
   let grpcUpstream: DemoGrpcUpstream | undefined;
@@ -108,7 +113,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const mintSubject = () => workloadIssuer.mint({ sub: 'system:serviceaccount:demo:orders-client', aud: sts.issuer, expiresInSeconds: 3600 });
   await writeFile(tokenFile, await mintSubject(), { mode: 0o600 });
 
-  const [adminPort, proxyPort, routePort, grpcRoutePort] = await Promise.all([freePort(15000), freePort(15001), freePort(15002), freePort(15003)]);
+  const [adminPort, proxyPort, routePort, grpcRoutePort, dpopRoutePort] = await Promise.all([freePort(15000), freePort(15001), freePort(15002), freePort(15003), freePort(15004)]);
   const config = parseConfig({
     proxy: { listen: `127.0.0.1:${proxyPort}` },
     admin: { listen: `127.0.0.1:${adminPort}` },
@@ -125,6 +130,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
         audience: AUDIENCE,
         scope: 'orders.read',
       },
+      // Issue 16: the same STS, a DPoP-bound token, a plain-HTTP upstream that checks the proofs.
+      { name: 'orders-dpop', listen: `127.0.0.1:${dpopRoutePort}`, upstream: dpopUpstream.url, audience: AUDIENCE, binding: 'dpop' },
       // The app speaks h2c to this port; the upstream is TLS offering only h2 (upstreamProtocol auto: ALPN).
       ...(grpcUpstream
         ? [{ name: 'greeter', listen: `127.0.0.1:${grpcRoutePort}`, upstream: `https://${grpcUpstream.address}`, audience: GRPC_AUDIENCE, lazy: true }]
@@ -137,6 +144,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const shutdown = async () => {
     await sidecar.close(1000);
     await upstream.close();
+    await dpopUpstream.close();
     await grpcUpstream?.close();
     await sts.close();
     await Promise.all([trustOnly.close(), asBob.close(), asAlice.close()]);
@@ -186,6 +194,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
   out();
   const grpcStep = grpc && grpcUpstream ? await grpcDemoStep(grpc, grpcUpstream, sidecar.routeUrls['greeter'], { ca: pki.ca, cert: pki.alice.certPem, key: pki.alice.keyPem }, out) : undefined;
   if (!grpcStep) out('6. gRPC: skipped (@grpc/grpc-js is a development dependency and is not installed here).');
+  out();
+  const dpopOk = await dpopDemoStep(dpopUpstream, sidecar.routeUrls['orders-dpop']!, out);
 
   const [status] = sidecar.tokens.status();
   out();
@@ -215,6 +225,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     sidecarCnf?.['x5t#S256'] === aliceThumbprint &&
     overAlice.status === 200 &&
     overBob.status === 401 &&
+    dpopOk &&
     // Skipped (no grpc-js installed) does not fail the demo; a failed call does.
     grpcStep?.ok !== false;
   if (grpcStep && !grpcStep.ok) out('The gRPC call did not go through; see step 6.');

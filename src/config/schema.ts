@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { ListenAddress } from '../http/listen-address.js';
 import { TOKEN_TYPE } from '../oauth/urns.js';
 import { checkCrossReferences, DEFAULT_STS_PROFILE } from './cross-references.js';
+import { checkRouteBinding, dpopSchema, routeBindingFields } from './dpop-schema.js';
 import { exactlyOneSource, httpUrl, listenAddress, nonEmpty, routeHost, seconds, secretFields, secretSource, stringList } from './fields.js';
 
 export { DEFAULT_STS_PROFILE, TOKEN_TYPE, type ListenAddress };
@@ -151,8 +152,10 @@ const routeSchema = z
      * the interception CA so the token can be injected. Without it such a tunnel passes untouched.
      */
     intercept: z.boolean().default(false),
+    ...routeBindingFields,
   })
   .superRefine((r, ctx) => {
+    checkRouteBinding(r, ctx);
     if (!r.upstream) {
       if (r.host || r.listen) ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'is required when the route has "host" or "listen"' });
       return;
@@ -303,6 +306,8 @@ export const configSchema = z
     sts: stsSchema,
     stsProfiles: z.record(profileName, stsProfileSchema).optional(),
     identity: identitySchema.optional(),
+    /** The DPoP key (RFC 9449) proved by routes with `binding: dpop`. */
+    dpop: dpopSchema.prefault({}),
     cache: cacheSchema.prefault({}),
     limits: limitsSchema.prefault({}),
     shutdown: z
@@ -334,6 +339,7 @@ export type StsProfileConfig = NonNullable<Config['stsProfiles']>[string];
 export type ClientAuthConfig = StsConfig['clientAuth'];
 export type SecretSourceConfig = z.output<typeof secretSource>;
 export type IdentityConfig = NonNullable<Config['identity']>;
+export type DpopConfig = Config['dpop'];
 export type ForwardConfig = Config['forward'];
 export type LimitsConfig = Config['limits'];
 export type LogLevel = (typeof LOG_LEVELS)[number];

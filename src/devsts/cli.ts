@@ -41,6 +41,9 @@ Options:
                              (401 invalid_client, RFC 8705 2)
   --cnf-encoding ENC         base64url (RFC 8705 3.1, default) or base64-padded (the
                              padded standard base64 some STSs emit)
+  --dpop-nonce               token requests with a DPoP proof must carry a nonce this STS
+                             handed out (use_dpop_nonce, RFC 9449 8); a valid proof always
+                             binds the token to its key (cnf.jkt, token_type DPoP)
   -h, --help                 show this help
 `;
 
@@ -115,6 +118,7 @@ async function parseCommandLine(argv: string[]): Promise<DevStsOptions | 'help'>
       'tls-ca': { type: 'string' },
       'require-client-cert': { type: 'boolean' },
       'cnf-encoding': { type: 'string' },
+      'dpop-nonce': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -136,6 +140,7 @@ async function parseCommandLine(argv: string[]): Promise<DevStsOptions | 'help'>
   const duplicate = clients.find((c, i) => clients.findIndex((d) => d.clientId === c.clientId) !== i);
   if (duplicate !== undefined) throw new UsageError(`--client/--tls-client/--jwt-client: client id '${duplicate.clientId}' is given twice`);
   if (clients.length > 0) options.clients = clients;
+  if (values['dpop-nonce']) options.dpopNonce = true;
   await parseTls(values, options);
   return options;
 }

@@ -34,6 +34,8 @@ export interface ExchangeContext {
   /** Set when the client authenticated (RFC 9068 section 2.2: `client_id`). */
   readonly client?: AuthenticatedClient | undefined;
   readonly confirmation?: Confirmation | undefined;
+  /** RFC 9449 section 6.1: the thumbprint of the key the request's DPoP proof was signed with. */
+  readonly dpopJkt?: string | undefined;
 }
 
 /**
@@ -116,7 +118,7 @@ export function createExchanger(config: ExchangerConfig): Exchanger {
         ...(request.scope.length > 0 ? { scope: request.scope.join(' ') } : {}),
         ...(context.client ? { client_id: context.client.clientId } : {}),
         ...actClaim(actor, subject),
-        ...(context.confirmation ? { cnf: { 'x5t#S256': context.confirmation['x5t#S256'] } } : {}),
+        ...confirmationClaim(context),
       };
       // RFC 9068 section 2.1: JWT access tokens carry typ "at+jwt".
       const token = await config.signer.sign(claims, 'at+jwt');
@@ -130,6 +132,14 @@ export function createExchanger(config: ExchangerConfig): Exchanger {
       });
     },
   };
+}
+
+/** `cnf` (RFC 7800): the certificate (RFC 8705 3.1) and/or the DPoP key (RFC 9449 6.1) the token is bound to. */
+function confirmationClaim(context: ExchangeContext): { cnf?: Record<string, string> } {
+  const cnf: Record<string, string> = {};
+  if (context.confirmation) cnf['x5t#S256'] = context.confirmation['x5t#S256'];
+  if (context.dpopJkt) cnf['jkt'] = context.dpopJkt;
+  return Object.keys(cnf).length > 0 ? { cnf } : {};
 }
 
 /**

@@ -45,6 +45,11 @@ export interface DevStsOptions {
   signingKey?: { privateJwk: JWK };
   /** Default 64 KiB; larger bodies get 413 invalid_request. */
   maxBodyBytes?: number;
+  /**
+   * RFC 9449 section 8: token requests with a DPoP proof must carry a nonce this STS handed
+   * out (`use_dpop_nonce` with a `DPoP-Nonce` header otherwise). Default false.
+   */
+  dpopNonce?: boolean;
   /** Error code for refused subject/actor tokens; default 'invalid_grant' (see exchange.ts). */
   rejectedTokenError?: RejectedTokenError;
   /** Never receives subject tokens, issued tokens, secrets or Authorization headers. */
@@ -95,6 +100,7 @@ export interface ResolvedDevStsOptions {
   readonly clients: readonly RegisteredClient[];
   readonly signingJwk: JWK | undefined;
   readonly maxBodyBytes: number;
+  readonly dpopNonce: boolean;
   readonly rejectedTokenError: RejectedTokenError;
   readonly tls: Readonly<Required<Omit<DevStsTlsOptions, 'ca'>> & { ca: string | undefined }> | undefined;
   readonly cnfEncoding: CnfEncoding;
@@ -143,6 +149,7 @@ export function resolveOptions(opts: DevStsOptions = {}): ResolvedDevStsOptions 
     clients: Object.freeze(clients),
     signingJwk: opts.signingKey?.privateJwk,
     maxBodyBytes,
+    dpopNonce: opts.dpopNonce === true,
     rejectedTokenError,
     tls,
     cnfEncoding,

@@ -21,6 +21,7 @@ import { resolveOptions, type CnfEncoding, type DevStsOptions, type ResolvedDevS
 import { NO_PEER_CERTIFICATE, peerCertificateOf, type PeerCertificate } from './peer-certificate.js';
 import { readTokenParams } from '../oauth/request-parsing.js';
 import { createTokenSigner } from './token-signer.js';
+import { createDevStsDpop, type DevStsDpop } from './dpop.js';
 
 export type { CnfEncoding, DevStsClient, DevStsOptions, DevStsTlsOptions } from './options.js';
 export type { StaticRule } from './exchange.js';
@@ -98,6 +99,8 @@ export async function startDevSts(opts: DevStsOptions = {}): Promise<DevSts> {
     authenticator,
     counters,
     log,
+    dpop: createDevStsDpop({ demandNonce: options.dpopNonce }),
+    url,
     ...(tls ? { peerCertificateFor: peerCertificateOf } : {}),
   };
 
@@ -158,6 +161,8 @@ interface TokenHandlerDeps {
   readonly authenticator: ClientAuthenticator;
   readonly counters: { tokenRequests: number; exchangesIssued: number; errors: number };
   readonly log: Logger | undefined;
+  readonly dpop: DevStsDpop;
+  readonly url: string;
   /** The TLS client certificate of a request; unset on plain HTTP. */
   readonly peerCertificateFor?: (req: IncomingMessage) => PeerCertificate;
 }
@@ -194,9 +199,10 @@ async function handleToken(req: IncomingMessage, res: ServerResponse, path: stri
     const client = await authenticator.authenticate({ authorization: req.headers.authorization, params, peer });
     const request = parseExchangeRequest(params);
     const confirmation = peer.state === 'verified' ? confirmationOf(peer.certificate.raw, options.cnfEncoding) : undefined;
-    const issued = await exchanger.exchange(request, { client, confirmation });
+    const dpopJkt = await deps.dpop.check(req, `${deps.url}${path}`);
+    const issued = await exchanger.exchange(request, { client, confirmation, dpopJkt });
     counters.exchangesIssued++;
-    sendJson(res, 200, tokenResponseBody(issued), NO_STORE);
+    sendJson(res, 200, tokenResponseBody(issued, dpopJkt !== undefined), { ...NO_STORE, ...dpopNonceHeader(deps.dpop) });
     // Identity and types only: never the subject token, the issued token or credentials.
     log?.info(
       {
@@ -209,6 +215,7 @@ async function handleToken(req: IncomingMessage, res: ServerResponse, path: stri
         issuedTokenType: issued.issuedTokenType,
         // The thumbprint names a public certificate: safe to log, and what an operator needs.
         ...(confirmation && issued.kind === 'jwt' ? { x5tS256: confirmation['x5t#S256'] } : {}),
+        ...(dpopJkt ? { jkt: dpopJkt } : {}),
       },
       'token issued',
     );
@@ -249,12 +256,18 @@ function confirmationOf(der: Buffer, encoding: CnfEncoding): Confirmation {
   return Object.freeze({ 'x5t#S256': value });
 }
 
-/** RFC 8693 section 2.2.1 response; `scope` only when the client asked for one. */
-function tokenResponseBody(issued: IssuedToken): Record<string, string | number> {
+/** Section 8: the current nonce rides on every answer when nonces are demanded. */
+function dpopNonceHeader(dpop: DevStsDpop): Record<string, string> {
+  const nonce = dpop.nonce;
+  return nonce === undefined ? {} : { 'dpop-nonce': nonce };
+}
+
+/** RFC 8693 section 2.2.1 response (`token_type: DPoP` for a proof, RFC 9449 5); `scope` only when asked for. */
+function tokenResponseBody(issued: IssuedToken, dpop: boolean): Record<string, string | number> {
   return {
     access_token: issued.token,
     issued_token_type: issued.issuedTokenType,
-    token_type: 'Bearer',
+    token_type: dpop ? 'DPoP' : 'Bearer',
     expires_in: issued.expiresInSeconds,
     ...(issued.scope.length > 0 ? { scope: issued.scope.join(' ') } : {}),
   };

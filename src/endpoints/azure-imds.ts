@@ -12,7 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CachedToken } from '../cache/cached-token.js';
 import { RequestRecord, type EndpointContext } from './context.js';
-import { NO_STORE, describeTokenFailure, remainingSeconds, sendJson, splitUrl } from './reply.js';
+import { NO_STORE, describeTokenFailure, dpopBoundRefusal, remainingSeconds, sendJson, splitUrl } from './reply.js';
 import { hostAllowed, wasForwarded } from './request-guards.js';
 
 export interface AzureImdsOptions {
@@ -66,6 +66,11 @@ export function createAzureImdsHandler(options: AzureImdsOptions, ctx: EndpointC
       const failure = describeTokenFailure(err, route);
       record.failed(failure.code, failure.description);
       return sendJson(res, failure.status, { error: failure.error, error_description: failure.description }, NO_STORE);
+    }
+    const bound = dpopBoundRefusal(token, route);
+    if (bound) {
+      record.failed(bound.code, bound.description);
+      return sendJson(res, bound.status, { error: bound.error, error_description: bound.description }, NO_STORE);
     }
     const t = now();
     const expiresIn = remainingSeconds(token, t);

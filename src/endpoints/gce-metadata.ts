@@ -12,7 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CachedToken } from '../cache/cached-token.js';
 import { RequestRecord, type EndpointContext } from './context.js';
-import { describeTokenFailure, remainingSeconds, sendJson, sendText, splitUrl } from './reply.js';
+import { describeTokenFailure, dpopBoundRefusal, remainingSeconds, sendJson, sendText, splitUrl } from './reply.js';
 import { hostAllowed, wasForwarded } from './request-guards.js';
 
 export interface GceMetadataOptions {
@@ -59,6 +59,11 @@ export function createGceMetadataHandler(options: GceMetadataOptions, ctx: Endpo
       const failure = describeTokenFailure(err, options.route);
       record.failed(failure.code, failure.description);
       return sendText(res, failure.status, `${failure.description}\n`, NO_STORE_FLAVOR, TEXT);
+    }
+    const bound = dpopBoundRefusal(token, options.route);
+    if (bound) {
+      record.failed(bound.code, bound.description);
+      return sendText(res, bound.status, `${bound.description}\n`, NO_STORE_FLAVOR, TEXT);
     }
     // The `scopes` query is accepted and not used, as GKE's metadata server does: the
     // route's token is what this sidecar holds. expires_in is an integer on GCE too.

@@ -3,7 +3,7 @@
  * mapping from a failed token lookup to what a client is told. Nothing here ever puts a
  * token into an error: messages are our own words, the STS's text is scrubbed upstream.
  */
-import { SidecarError, TokenUnavailableError } from '../errors.js';
+import { DpopBoundTokenError, SidecarError, TokenUnavailableError } from '../errors.js';
 import { scrub } from '../log/redact.js';
 import type { OAuthErrorCode } from '../oauth/oauth-error.js';
 import { toErrorDescription } from '../oauth/oauth-error.js';
@@ -51,6 +51,16 @@ export interface TokenFailure {
  * or an STS that is down is the sidecar's problem: 503 temporarily_unavailable.
  */
 const PASSED_THROUGH: ReadonlySet<string> = new Set(['invalid_grant', 'invalid_target', 'invalid_scope']);
+
+/**
+ * Issue 16: a DPoP-bound token is useless without its key, which never leaves the sidecar;
+ * handing it out would only let it leak. Refused with ERR_TOKEN_DPOP_BOUND.
+ */
+export function dpopBoundRefusal(token: CachedToken, route: string): TokenFailure | undefined {
+  if (!token.dpop) return undefined;
+  const err = new DpopBoundTokenError(route);
+  return { status: err.status, error: 'invalid_request', description: toErrorDescription(err.message), code: err.code };
+}
 
 export function describeTokenFailure(err: unknown, route: string): TokenFailure {
   if (!(err instanceof SidecarError)) {

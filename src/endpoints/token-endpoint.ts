@@ -11,7 +11,7 @@ import { readTokenParams } from '../oauth/request-parsing.js';
 import { parseTokenExchangeRequest, type TokenExchangeRequest } from '../oauth/token-exchange-request.js';
 import type { CachedToken } from '../cache/cached-token.js';
 import { RequestRecord, type EndpointContext } from './context.js';
-import { NO_STORE, describeTokenFailure, remainingSeconds, sendJson, splitUrl, tokenTypeForClient } from './reply.js';
+import { NO_STORE, describeTokenFailure, dpopBoundRefusal, remainingSeconds, sendJson, splitUrl, tokenTypeForClient } from './reply.js';
 import { hostAllowed } from './request-guards.js';
 import { selectRoute, type ServableRoute } from './route-selection.js';
 
@@ -72,6 +72,11 @@ export function createTokenEndpointHandler(options: TokenEndpointOptions, ctx: E
       const failure = describeTokenFailure(err, route.name);
       record.failed(failure.code, failure.description);
       return sendJson(res, failure.status, { error: failure.error, error_description: failure.description }, NO_STORE);
+    }
+    const bound = dpopBoundRefusal(token, route.name);
+    if (bound) {
+      record.failed(bound.code, bound.description);
+      return sendJson(res, bound.status, { error: bound.error, error_description: bound.description }, NO_STORE);
     }
     const scope = token.scope ?? (route.scope.length > 0 ? route.scope.join(' ') : undefined);
     // RFC 8693 section 2.2.1; expires_in is what the cached token has left, not its original lifetime.

@@ -14,7 +14,11 @@ export type OAuthErrorCode =
   | 'invalid_scope'
   | 'invalid_target'
   | 'server_error'
-  | 'temporarily_unavailable';
+  | 'temporarily_unavailable'
+  /** RFC 9449 section 5: the DPoP proof of a token request is invalid. */
+  | 'invalid_dpop_proof'
+  /** RFC 9449 section 8: send the request again with the nonce in the `DPoP-Nonce` header. */
+  | 'use_dpop_nonce';
 
 export interface OAuthErrorOptions {
   /** Defaults: 401 for invalid_client, 500 server_error, 503 temporarily_unavailable, else 400. */

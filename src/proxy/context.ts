@@ -4,6 +4,7 @@
  * interface, never the STS.
  */
 import type { TokenProvider } from '../cache/token-provider.js';
+import type { NonceStore } from '../dpop/nonces.js';
 import type { GrpcStatusLabel } from './h2/grpc.js';
 import type { Logger } from '../log/logger.js';
 import type { LogThrottle } from '../log/throttle.js';
@@ -50,4 +51,6 @@ export interface ProxyContext {
   readonly observer: ProxyObserver;
   /** Keeps per-request failure logs to one line per route and code every few seconds. */
   readonly failureLogs: LogThrottle;
+  /** The `DPoP-Nonce` each upstream origin last sent (RFC 9449 section 9); the pipeline makes one when absent. */
+  readonly dpopNonces?: NonceStore;
 }

@@ -10,7 +10,10 @@
  * A subclass supplies only what differs between a request and an upgrade: how the app is
  * answered, which transport call carries it, and when the outcome is known.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { CachedToken } from '../cache/token-provider.js';
+import { demandsNonce } from '../dpop/nonces.js';
+import { createDpopProof } from '../dpop/proof.js';
 import { SidecarError, TokenUnavailableError } from '../errors.js';
 import type { ProxyContext, ProxyOutcome, ProxyRoute } from './context.js';
 import type { InboundRequest } from './inbound.js';
@@ -54,13 +57,27 @@ export abstract class Exchange implements Upstream401Policy {
 
   #withToken(): void {
     this.ctx.tokens.getToken(this.route.name).then(
-      (token) => this.#forward(token),
+      (token) => (token.dpop ? this.#withProof(token) : this.#forward(token)),
       (err: unknown) =>
         this.fail(err instanceof SidecarError ? err : new TokenUnavailableError(this.route.name, err), this.#upgrade ? 'upgrade refused' : 'request refused'),
     );
   }
 
-  #forward(token: CachedToken | undefined): void {
+  /**
+   * RFC 9449 section 7.1: a DPoP-bound token goes with a fresh proof of its key for this
+   * request: `htm` its method, `htu` the upstream URL it is sent to (section 4.2 drops query
+   * and fragment), `ath` the token's hash, and the origin's last nonce (section 9).
+   */
+  #withProof(token: CachedToken): void {
+    const { route, req } = this;
+    const url = route.upstream.origin + route.upstream.target(req.url ?? '/');
+    createDpopProof(token.dpop!, { method: req.method ?? 'GET', url, accessToken: token.accessToken, nonce: this.ctx.dpopNonces?.get(route.upstream.origin) }).then(
+      (proof) => this.#forward(token, proof),
+      (err: unknown) => this.fail(new TokenUnavailableError(route.name, err), this.#upgrade ? 'upgrade refused' : 'request refused'),
+    );
+  }
+
+  #forward(token: CachedToken | undefined, dpopProof?: string): void {
     if (this.gone) return; // the app went away while we waited for a token
     const { route, req } = this;
     const method = req.method ?? 'GET';
@@ -74,7 +91,7 @@ export abstract class Exchange implements Upstream401Policy {
       {
         method,
         path: route.upstream.target(req.url ?? '/'),
-        headers: upstreamRequestHeaders(route, req, token, this.#upgrade),
+        headers: upstreamRequestHeaders(route, req, token, this.#upgrade, dpopProof),
         body: withBody ? req : null,
         trailers: withBody ? requestTrailers(route, req) : undefined,
         acceptsTrailers: !this.#upgrade && acceptsTrailers(req),
@@ -87,6 +104,23 @@ export abstract class Exchange implements Upstream401Policy {
 
   invalidateToken(): boolean {
     return this.ctx.tokens.invalidate(this.route.name, this.#token!.accessToken);
+  }
+
+  /** RFC 9449 section 9: every answer from an upstream a DPoP token went to may carry the next nonce. */
+  responseHeaders(headers: IncomingHttpHeaders): void {
+    if (this.#token?.dpop) this.ctx.dpopNonces?.update(this.route.upstream.origin, headers['dpop-nonce']);
+  }
+
+  /** A 401 `WWW-Authenticate: DPoP error="use_dpop_nonce"` with a `DPoP-Nonce`: not the token's fault. */
+  nonceDemanded(headers: IncomingHttpHeaders): boolean {
+    return this.#token?.dpop !== undefined && headers['dpop-nonce'] !== undefined && demandsNonce(headers['www-authenticate']);
+  }
+
+  /** The same token with a new proof carrying the nonce just learnt (once: the attempt counts). */
+  retryWithNonce(): void {
+    this.ctx.logger.debug({ route: this.route.name }, 'upstream asked for a DPoP nonce; retrying once with it');
+    this.#attempt += 1;
+    this.#withProof(this.#token!);
   }
 
   retryWithFreshToken(): void {

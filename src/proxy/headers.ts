@@ -37,6 +37,8 @@ export interface ForwardHeaderOptions {
   readonly dropTokenHeader: boolean;
   /** An upgrade carries no body: what follows its head belongs to the new protocol. */
   readonly dropBodyFraming?: boolean;
+  /** Drop the app's own `DPoP` field: ours is the one proof a request may carry (RFC 9449 4.3 item 1). */
+  readonly dropDpopHeader?: boolean;
 }
 
 /**
@@ -55,6 +57,7 @@ export function forwardRequestHeaders(rawHeaders: readonly string[], connection:
     }
     if (options.dropTokenHeader && lower === options.tokenHeader) continue;
     if (options.dropBodyFraming && (lower === 'content-length' || lower === 'transfer-encoding')) continue;
+    if (options.dropDpopHeader && lower === 'dpop') continue;
     out.push(name, rawHeaders[i + 1]!);
   }
   return out;

@@ -5,6 +5,7 @@
  * meets the same stages (exchange.ts). A request no route takes is answered and counted here too.
  */
 import type { Duplex } from 'node:stream';
+import { NonceStore } from '../dpop/nonces.js';
 import { BadRequestError, RouteNotFoundError, SidecarError } from '../errors.js';
 import type { ProxyContext, ProxyRoute } from './context.js';
 import type { InboundListener, InboundRequest, InboundResponse, UpgradeListener } from './inbound.js';
@@ -31,7 +32,9 @@ export interface Pipeline {
   refuseUpgrade(req: InboundRequest, socket: Duplex, err: SidecarError): void;
 }
 
-export function createPipeline(ctx: ProxyContext): Pipeline {
+export function createPipeline(context: ProxyContext): Pipeline {
+  // One nonce store for every entry: a nonce learnt through one path serves the others.
+  const ctx: ProxyContext = { ...context, dpopNonces: context.dpopNonces ?? new NonceStore() };
   const pipeline: Pipeline = {
     ctx,
     // Every entry, the forward proxy's too (which reads its destination, not Host), refuses two Host lines.

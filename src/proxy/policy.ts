@@ -30,13 +30,15 @@ export function upstreamHostHeader(route: ProxyRoute): string {
 
 /**
  * `Bearer <token>`, built once per issued token rather than once per request. Keyed by the
- * token object alone: each cache entry (and so each token object) belongs to one route.
+ * token object alone: each cache entry (and so each token object) belongs to one route. A
+ * DPoP-bound token is always `DPoP <token>` (RFC 9449 section 7.1).
  */
 const credentials = new WeakMap<CachedToken, string>();
 export function credentialFor(route: ProxyRoute, token: CachedToken): string {
   let value = credentials.get(token);
   if (value === undefined) {
-    value = route.tokenScheme ? `${route.tokenScheme} ${token.accessToken}` : token.accessToken;
+    const scheme = token.dpop ? 'DPoP' : route.tokenScheme;
+    value = scheme ? `${scheme} ${token.accessToken}` : token.accessToken;
     credentials.set(token, value);
   }
   return value;
@@ -47,15 +49,23 @@ export function credentialFor(route: ProxyRoute, token: CachedToken): string {
  * token is injected) its own token header; then Host, the upgrade's Connection and Upgrade,
  * and the token. Added after the filtering, so `Connection: authorization` cannot remove them.
  */
-export function upstreamRequestHeaders(route: ProxyRoute, req: InboundRequest, token: CachedToken | undefined, upgrade: boolean): string[] {
+export function upstreamRequestHeaders(
+  route: ProxyRoute,
+  req: InboundRequest,
+  token: CachedToken | undefined,
+  upgrade: boolean,
+  dpopProof?: string,
+): string[] {
   const headers = forwardRequestHeaders(req.rawHeaders, req.headers.connection, {
     tokenHeader: route.tokenHeader,
     dropTokenHeader: token !== undefined,
     dropBodyFraming: upgrade,
+    dropDpopHeader: dpopProof !== undefined,
   });
   headers.push('host', upstreamHostHeader(route));
   if (upgrade) headers.push('connection', 'Upgrade', 'upgrade', req.headers.upgrade ?? 'websocket');
   if (token) headers.push(route.tokenHeader, credentialFor(route, token));
+  if (dpopProof !== undefined) headers.push('dpop', dpopProof);
   return headers;
 }
 

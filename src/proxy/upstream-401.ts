@@ -36,13 +36,19 @@ export interface Upstream401Policy {
   invalidateToken(): boolean;
   /** Sends the request again with a fresh token (called once the 401 has been read to its end). */
   retryWithFreshToken(): void;
+  /** Every final answer's head (a DPoP nonce may ride on any of them, RFC 9449 section 9). */
+  responseHeaders?(headers: IncomingHttpHeaders): void;
+  /** A 401 asking for a DPoP nonce (RFC 9449 section 9): the token is fine, the proof lacked the nonce. */
+  nonceDemanded?(headers: IncomingHttpHeaders): boolean;
+  /** Sends the request again, same token, a proof with the nonce (once the 401 has been read). */
+  retryWithNonce?(): void;
 }
 
 export class Upstream401Handler implements UpgradeHandler {
   readonly #inner: UpgradeHandler;
   readonly #policy: Upstream401Policy;
   readonly #retryable: boolean;
-  #retrying = false;
+  #retrying: 'token' | 'nonce' | undefined;
   #reported = false;
 
   constructor(inner: UpgradeHandler, policy: Upstream401Policy, retryable: boolean) {
@@ -56,11 +62,20 @@ export class Upstream401Handler implements UpgradeHandler {
   }
 
   onResponseStart(controller: ResponseController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode >= 200) this.#policy.responseHeaders?.(headers);
+    if (statusCode === 401 && this.#policy.nonceDemanded?.(headers)) {
+      // A nonce demand is no verdict on the token: it stays; a safe request is sent again.
+      if (this.#retryable) {
+        this.#retrying = 'nonce';
+        return;
+      }
+      return this.#inner.onResponseStart?.(controller, statusCode, headers, statusMessage);
+    }
     // invalidateToken() first: every 401 is reported, retryable or not.
     if (statusCode >= 200 && headers['grpc-status'] === GRPC_UNAUTHENTICATED) this.#reportGrpc();
     if (statusCode === 401 && this.#policy.invalidateToken() && this.#retryable) {
       // Read and drop this answer (keeps the connection reusable), then retry.
-      this.#retrying = true;
+      this.#retrying = 'token';
       return;
     }
     this.#inner.onResponseStart?.(controller, statusCode, headers, statusMessage);
@@ -71,6 +86,7 @@ export class Upstream401Handler implements UpgradeHandler {
   }
 
   onResponseEnd(controller: ResponseController, trailers: IncomingHttpHeaders): void {
+    if (this.#retrying === 'nonce') return this.#policy.retryWithNonce!();
     if (this.#retrying) return this.#policy.retryWithFreshToken();
     if (trailers['grpc-status'] === GRPC_UNAUTHENTICATED) this.#reportGrpc();
     this.#inner.onResponseEnd?.(controller, trailers);

@@ -51,7 +51,7 @@ export interface BoundTokenPayload extends JWTPayload {
   readonly cnf?: { readonly 'x5t#S256'?: string; readonly [member: string]: unknown };
 }
 
-const DEFAULT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+export const DEFAULT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
 /**
  * Remote key sets by URL, built once: jose's set caches keys, keeps one fetch in
@@ -109,7 +109,8 @@ export async function verifyBoundToken(
   return payload as BoundTokenPayload;
 }
 
-function keySetOf(keys: BoundTokenKeys): JWTVerifyGetKey {
+/** The jose key-set function for `keys`, built once per URL or document (verify-dpop.ts uses it too). */
+export function keySetOf(keys: BoundTokenKeys): JWTVerifyGetKey {
   if (typeof keys === 'function') return keys;
   if (typeof keys === 'string' || keys instanceof URL) {
     const url = new URL(keys);
@@ -149,7 +150,7 @@ function thumbprintOf(peer: PeerCertificateInput): string | undefined {
 }
 
 /** Our words for jose's failure; jose's error stays as `cause` (it holds claims, never the token). */
-function invalidToken(err: unknown): BoundTokenError {
+export function invalidToken(err: unknown): BoundTokenError {
   let what = 'the token could not be verified';
   if (err instanceof errors.JWTExpired) what = 'the token has expired';
   else if (err instanceof errors.JWTClaimValidationFailed) {

@@ -9,6 +9,7 @@ import { PerIdentity } from '../tls/per-identity.js';
 import { StsError } from '../errors.js';
 import { createRedactor, type Redactor } from '../log/redact.js';
 import type { ClientAuth } from './client-auth.js';
+import { createStsDpop } from './dpop-request.js';
 import { encodeTokenRequest, type ExchangeParams, type JsonFieldNames, type RequestEncoding } from './exchange-request.js';
 import { processExchangeResponse, type IssuedToken } from './exchange-response.js';
 
@@ -52,22 +53,30 @@ export function createStsClient(options: StsClientOptions): StsClient {
   const where = `${options.url.origin}${options.url.pathname}`;
   const redactor = options.redactor ?? createRedactor();
 
+  const dpop = createStsDpop(target);
+
   async function exchange(params: ExchangeParams, identity?: IdentityGeneration): Promise<IssuedToken> {
     const dispatcher = agents.get(identity);
-    const { headers, body } = await encodeTokenRequest(params, options.encoding, options.clientAuth, options.jsonFieldNames);
-    const requestedAt = Date.now();
-    // One deadline for connect, headers and body: an STS that never answers must not hold a key's refresh forever.
+    // One deadline for connect, headers and body, across a nonce retry too: an STS that never
+    // answers must not hold a key's refresh forever.
     const deadline = AbortSignal.timeout(options.timeoutMs);
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await request(target, { method: 'POST', headers, body, dispatcher, signal: deadline });
-    } catch (err) {
-      throw transportError(err, deadline, where, options.timeoutMs);
+    for (let attempt = 1; ; attempt++) {
+      // Encoded per attempt: a client assertion's jti must not be sent twice (RFC 7523 3 item 7).
+      const { headers, body } = await encodeTokenRequest(params, options.encoding, options.clientAuth, options.jsonFieldNames);
+      if (params.dpop) headers['dpop'] = await dpop.proof(params.dpop.key);
+      const requestedAt = Date.now();
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await request(target, { method: 'POST', headers, body, dispatcher, signal: deadline });
+      } catch (err) {
+        throw transportError(err, deadline, where, options.timeoutMs);
+      }
+      const text = await readLimited(response, options.maxResponseBytes, deadline, where, options.timeoutMs);
+      if (params.dpop && dpop.retryWithNonce(response.statusCode, response.headers, text) && attempt === 1) continue;
+      // The secrets this request carried are scrubbed even if they rotated out of the registry meanwhile.
+      const sent = [params.subjectToken, params.actorToken, sentBasicCredentials(headers['authorization'])];
+      return processExchangeResponse(response.statusCode, text, requestedAt, (t, max) => redactor.scrub(t, max, sent), { dpop: params.dpop !== undefined });
     }
-    const text = await readLimited(response, options.maxResponseBytes, deadline, where, options.timeoutMs);
-    // The secrets this request carried are scrubbed even if they rotated out of the registry meanwhile.
-    const sent = [params.subjectToken, params.actorToken, sentBasicCredentials(headers['authorization'])];
-    return processExchangeResponse(response.statusCode, text, requestedAt, (t, max) => redactor.scrub(t, max, sent));
   }
 
   return {

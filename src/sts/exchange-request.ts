@@ -4,6 +4,7 @@
  * (exchange-response.ts) are separate so each can be tested on its own.
  */
 import { GRANT_TYPE_TOKEN_EXCHANGE } from '../oauth/urns.js';
+import type { DpopKey } from '../dpop/key.js';
 import type { ClientAuth, TokenRequestParts } from './client-auth.js';
 
 export { GRANT_TYPE_TOKEN_EXCHANGE };
@@ -21,6 +22,15 @@ export interface ExchangeParams {
   readonly actorTokenType?: string | undefined;
   /** Google's non-standard `options`, sent as a JSON string. */
   readonly options?: Readonly<Record<string, unknown>> | undefined;
+  /** A `binding: dpop` route: the request carries a DPoP proof of this key (RFC 9449 section 5). */
+  readonly dpop?: DpopExchange | undefined;
+}
+
+/** RFC 9449 section 5: what a DPoP token request needs, and what its reply may be. */
+export interface DpopExchange {
+  readonly key: DpopKey;
+  /** A Bearer reply (the STS ignored the proof) is kept rather than refused. */
+  readonly allowBearer: boolean;
 }
 
 export type RequestEncoding = 'form' | 'json';

@@ -11,7 +11,7 @@ export interface IssuedToken {
   readonly accessToken: string;
   /** RFC 8693 section 2.2.1 `issued_token_type`. */
   readonly issuedTokenType: string;
-  /** `Bearer` or `N_A` (RFC 8693 section 2.2.1), as the STS spelled it. */
+  /** `Bearer` or `N_A` (RFC 8693 section 2.2.1), or `DPoP` (RFC 9449 section 5), as the STS spelled it. */
   readonly tokenType: string;
   /** Epoch ms when the STS was asked (the lifetime counts from there, conservatively). */
   readonly issuedAt: number;
@@ -36,7 +36,18 @@ export const MAX_TOKEN_LIFETIME_MS = 365 * 24 * 3600 * 1000;
 /** Scrubs text the STS wrote before it goes into an error (the sidecar's Redactor in practice). */
 export type ScrubText = (text: string, maxLength: number) => string;
 
-export function processExchangeResponse(status: number, bodyText: string, requestedAt: number, scrubText: ScrubText = scrub): IssuedToken {
+export interface ResponseExpectations {
+  /** The request carried a DPoP proof: `token_type: DPoP` is accepted (RFC 9449 section 5). */
+  readonly dpop?: boolean;
+}
+
+export function processExchangeResponse(
+  status: number,
+  bodyText: string,
+  requestedAt: number,
+  scrubText: ScrubText = scrub,
+  expect: ResponseExpectations = {},
+): IssuedToken {
   if (status >= 500) {
     // The STS is in trouble, not us: a retryable condition, whatever the body says.
     throw new StsError('ERR_STS_SERVER_ERROR', `STS answered HTTP ${status}`);
@@ -72,7 +83,10 @@ export function processExchangeResponse(status: number, bodyText: string, reques
   if (typeof tokenType !== 'string' || !tokenType) throw notConformant('missing token_type');
   // We inject as a bearer token; "N_A" (section 2.2.1) is used when the issued token is not an
   // access token but is still usable as one (e.g. a JWT). Anything else (DPoP, MAC) we cannot send.
-  if (!/^(bearer|n_a)$/i.test(tokenType)) throw notConformant(`token_type "${scrubText(tokenType, 32)}" cannot be sent as a bearer token`);
+  // RFC 9449 section 5: a DPoP-bound token is `DPoP` (compared case-insensitively), only ever
+  // accepted in answer to a request that carried a proof, since only then do we hold its key.
+  const sendable = /^(bearer|n_a)$/i.test(tokenType) || (expect.dpop === true && /^dpop$/i.test(tokenType));
+  if (!sendable) throw notConformant(`token_type "${scrubText(tokenType, 32)}" cannot be sent as a bearer token`);
 
   const expiresAt = lifetimeEnd(fields['expires_in'], accessToken, requestedAt);
 
