@@ -58,6 +58,8 @@ export interface Generation {
   readonly interceptionCaCert: string | undefined;
   /** Each distinct subject token, by the key path that names it (for /status; never the value). */
   readonly subjectTokens: readonly SubjectTokenInfo[];
+  /** The DPoP key, when a route has `binding: dpop` (issue 16). */
+  readonly dpopKeys: { current(): { readonly algorithm: string; readonly thumbprint: string } } | undefined;
   /** When this generation was built (ISO time). */
   readonly loadedAt: string;
   /** Requests (and tunnels) this generation's handlers are serving now. */
@@ -144,6 +146,7 @@ async function build(config: Config, number: number, shared: Shared, own: Owned)
     subjectSource: credentials.subjectSource,
     subjectTokens: credentials.subjectTokenSources.map((o) => ({ name: o.keyPath, description: o.source.description, current: () => o.tokens.current() })),
     loadedAt: new Date().toISOString(),
+    dpopKeys,
     proxyUrl: proxy.proxyUrl,
     adminUrl: admin.url,
     routeUrls: proxy.routeUrls,

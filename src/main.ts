@@ -82,6 +82,7 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
     configInfo: () => ({ generation: current().number, file: options.configFile, loadedAt: current().loadedAt }),
     listeners: () => listenerList(current(), current().endpointUrls, current().adminUrl),
     subjectTokens: () => current().subjectTokens,
+    dpopKey: () => current().dpopKeys?.current(),
   });
   const shared: Shared = { logger, redactor, metrics, dialPolicy, pool, failureLogs: new LogThrottle(), adminHandler };
 

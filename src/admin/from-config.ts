@@ -71,6 +71,8 @@ export interface AdminState {
   listeners?(): readonly ListenerInfo[];
   /** Each subject token source, by its config key. */
   subjectTokens?(): readonly SubjectTokenInfo[];
+  /** The DPoP key's public facts, when one is in use (issue 16). */
+  dpopKey?(): { readonly algorithm: string; readonly thumbprint: string } | undefined;
 }
 
 export function createAdmin(metrics: AdminMetrics, state: AdminState): RequestListener {
@@ -88,6 +90,7 @@ export function createAdmin(metrics: AdminMetrics, state: AdminState): RequestLi
           subjectTokens: () => state.subjectTokens?.() ?? [],
           stsResults: () => metrics.stsResults.last(),
           accepting,
+          dpopKey: () => state.dpopKey?.(),
         })
     : undefined;
   return createAdminHandler({ registry: metrics.registry, tokenStatus, accepting, ...(status ? { status } : {}) });

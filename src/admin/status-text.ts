@@ -43,6 +43,7 @@ export function statusText(r: StatusReport): string {
     const i = r.identity;
     out.push(`  subject     ${i.subject}`, `  SANs        ${i.subjectAltNames.join(', ') || '-'}`, `  notAfter    ${i.notAfter}`, `  thumbprint  ${i.thumbprint} (generation ${i.generation})`);
   } else out.push('  none configured');
+  if (r.dpopKey) out.push('', 'DPOP KEY', `  algorithm   ${r.dpopKey.algorithm}`, `  thumbprint  ${r.dpopKey.thumbprint} (RFC 7638)`);
   out.push(
     '',
     'SUBJECT TOKENS',

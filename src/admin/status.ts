@@ -7,6 +7,7 @@
  * sources by where they are read from, the identity by its certificate; no key, no client
  * secret, no token value is read into the report.
  */
+import { stsProfileConfigs } from '../sts/profiles.js';
 import type { RouteTokenStatus } from '../cache/token-provider.js';
 import type { Config } from '../config/schema.js';
 import { publicClaims } from '../log/token-claims.js';
@@ -45,6 +46,8 @@ export interface StatusSources {
   readonly subjectTokens: () => readonly SubjectTokenInfo[];
   readonly stsResults: () => Readonly<Record<string, StsResult>>;
   readonly accepting: () => boolean;
+  /** The DPoP key routes with `binding: dpop` prove (issue 16): its public facts only. */
+  readonly dpopKey?: () => { readonly algorithm: string; readonly thumbprint: string } | undefined;
 }
 
 export interface StatusReport {
@@ -55,6 +58,8 @@ export interface StatusReport {
   readonly listeners: readonly ListenerInfo[];
   readonly routes: readonly RouteReport[];
   readonly identity: IdentityReport | null;
+  /** The DPoP key's algorithm and JWK thumbprint (RFC 7638), when a route uses it. */
+  readonly dpopKey: { readonly algorithm: string; readonly thumbprint: string } | null;
   readonly subjectTokens: readonly SubjectTokenReport[];
   readonly sts: Readonly<Record<string, { readonly url: string | null; readonly lastResult: StsResult | null }>>;
 }
@@ -66,6 +71,8 @@ export interface RouteReport {
   readonly upstreamProtocol: string;
   readonly lazy: boolean;
   readonly sts: string;
+  /** How the route's tokens are bound: `dpop` (RFC 9449), else as the STS binds them (`auto`). */
+  readonly binding: string;
   readonly token: {
     readonly valid: boolean;
     readonly expiresInSeconds: number | null;
@@ -103,7 +110,8 @@ export function statusReport(s: StatusSources): StatusReport {
   const accepting = s.accepting();
   const results = s.stsResults();
   const profiles = new Set([DEFAULT_PROFILE, ...routes.map((r) => r.sts), ...Object.keys(results)]);
-  const defaultUrl = `${config.sts.url.origin}${config.sts.url.pathname}`;
+  const urls = new Map(stsProfileConfigs(config).map((p) => [p.name, `${p.sts.url.origin}${p.sts.url.pathname}`]));
+  const dpopKey = s.dpopKey?.();
   return {
     version: VERSION,
     ready: accepting && routes.every((r) => r.lazy || r.token.valid),
@@ -112,9 +120,10 @@ export function statusReport(s: StatusSources): StatusReport {
     listeners: s.listeners(),
     routes,
     identity: identityReport(s.identity()),
+    dpopKey: dpopKey ? { algorithm: dpopKey.algorithm, thumbprint: dpopKey.thumbprint } : null,
     subjectTokens: s.subjectTokens().map(subjectTokenReport),
     sts: Object.fromEntries(
-      [...profiles].sort().map((name) => [name, { url: name === DEFAULT_PROFILE ? defaultUrl : null, lastResult: results[name] ?? null }]),
+      [...profiles].sort().map((name) => [name, { url: urls.get(name) ?? null, lastResult: results[name] ?? null }]),
     ),
   };
 }
@@ -128,6 +137,7 @@ function routeReport(r: Config['routes'][number], t: RouteTokenStatus | undefine
     upstreamProtocol: r.upstreamProtocol,
     lazy: r.lazy,
     sts: routeProfile(r),
+    binding: r.binding,
     token: {
       valid: t?.valid ?? false,
       expiresInSeconds: t?.expiresInSeconds === undefined ? null : Math.floor(t.expiresInSeconds),

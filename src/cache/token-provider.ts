@@ -242,7 +242,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     let claims = claimsOf.get(token);
     if (claims === undefined) claimsOf.set(token, (claims = publicClaims(token.accessToken) ?? null));
     return {
-      boundThumbprint: claims?.boundThumbprint ?? token.identity?.thumbprint,
+      boundThumbprint: claims?.boundThumbprint ?? token.dpop?.thumbprint ?? token.identity?.thumbprint,
       issuer: claims?.issuer,
       subject: claims?.subject,
       audience: claims?.audience,

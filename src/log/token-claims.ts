@@ -40,6 +40,9 @@ export function publicClaims(value: string): PublicClaims | undefined {
   if (text(payload['sub']) !== undefined) claims.subject = text(payload['sub'])!;
   if (audience) claims.audience = audience.map((a) => scrub(a, 256));
   if (typeof exp === 'number' && Number.isFinite(exp) && Math.abs(exp) < 1e11) claims.expiresAt = new Date(exp * 1000).toISOString();
+  // RFC 8705 3.1 (a certificate) or RFC 9449 6.1 (a DPoP key).
+  const jkt = typeof cnf === 'object' && cnf !== null ? (cnf as Record<string, unknown>)['jkt'] : undefined;
   if (typeof x5t === 'string') claims.boundThumbprint = scrub(x5t, 128);
+  else if (typeof jkt === 'string') claims.boundThumbprint = scrub(jkt, 128);
   return claims;
 }
