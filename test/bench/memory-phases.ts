@@ -8,7 +8,8 @@
  *   node dist/test/bench/memory-phases.js [variant ...]
  *
  * A variant is `name=--flag,--flag` (node flags for the child), e.g.
- * `semi1=--max-semi-space-size=1`; the default variant has none. Each variant also reports
+ * `semi1=--max-semi-space-size=1` (`env:NAME=VALUE` sets a variable instead); the default
+ * variant has none. Each variant also reports
  * req/s and CPU µs per request under the load, so a flag that trades speed for memory shows.
  * Env: PHASES_LOAD_MS (5000), PHASES_CONNECTIONS (50), PHASES_SNAPSHOT=0 skips the snapshot.
  */
@@ -48,7 +49,10 @@ export interface VariantResult {
 
 function child(flags: readonly string[]): Promise<{ call: (op: string, arg?: string) => Promise<unknown>; proc: ChildProcess }> {
   const script = fileURLToPath(new URL('./servers/phases.js', import.meta.url));
-  const proc = fork(script, [], { execArgv: ['--expose-gc', ...flags], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const env = { ...process.env };
+  for (const f of flags) if (f.startsWith('env:')) env[f.slice(4).split('=', 1)[0]!] = f.slice(4).split('=').slice(1).join('=');
+  const nodeFlags = flags.filter((f) => !f.startsWith('env:'));
+  const proc = fork(script, [], { env, execArgv: ['--expose-gc', ...nodeFlags], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const pending = new Map<number, (m: { ok: boolean; value?: unknown; error?: string }) => void>();
   let next = 1;
   return new Promise((resolve, reject) => {
