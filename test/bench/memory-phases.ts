@@ -7,9 +7,9 @@
  *
  *   node dist/test/bench/memory-phases.js [variant ...]
  *
- * A variant is `name=--flag,--flag` (node flags for the child), e.g.
- * `semi1=--max-semi-space-size=1` (`env:NAME=VALUE` sets a variable instead); the default
- * variant has none. Each variant also reports
+ * Two variants always run: `as shipped` (the image's ENTRYPOINT flags and the CLI's run-time
+ * flags, src/cli/runtime-flags.ts) and `node defaults`. More: `name=--flag,--flag` (node flags
+ * for the child, `env:NAME=VALUE` sets a variable), e.g. `semi2=--max-semi-space-size=2`. Each variant also reports
  * req/s and CPU µs per request under the load, so a flag that trades speed for memory shows.
  * Env: PHASES_LOAD_MS (5000), PHASES_CONNECTIONS (50), PHASES_SNAPSHOT=0 skips the snapshot.
  */
@@ -19,6 +19,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ENTRYPOINT_NODE_FLAGS } from '../../src/cli/runtime-flags.js';
 import { summarizeHeapSnapshot } from './heap-summary.js';
 import { LOAD_PATH } from './ipc.js';
 import { runLoad } from './load.js';
@@ -213,7 +214,10 @@ export function phasesReport(results: VariantResult[], heap: ReturnType<typeof s
 
 const isMain = process.argv[1] === fileURLToPath(import.meta.url);
 if (isMain) {
-  const variants = [{ name: 'default', flags: [] as string[] }];
+  const variants = [
+    { name: 'as shipped', flags: [...ENTRYPOINT_NODE_FLAGS, 'env:PHASES_RUNTIME_FLAGS=1'] },
+    { name: 'node defaults', flags: [] as string[] },
+  ];
   for (const arg of process.argv.slice(2)) {
     const [name, flags = ''] = arg.split('=', 2);
     const rest = arg.slice(name!.length + 1);

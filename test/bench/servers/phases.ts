@@ -10,6 +10,10 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { writeHeapSnapshot } from 'node:v8';
+import { applyRuntimeFlags } from '../../../src/cli/runtime-flags.js';
+
+// The flags `sts-sidecar run` sets at run time (issue 15), for the variant that starts as shipped.
+if (process.env['PHASES_RUNTIME_FLAGS'] === '1') applyRuntimeFlags();
 
 type Op = 'sample' | 'sample-nogc' | 'modules' | 'config' | 'start' | 'snapshot' | 'modules-list' | 'stop';
 
