@@ -58,6 +58,9 @@ function child(flags: readonly string[]): Promise<{ call: (op: string, arg?: str
   let next = 1;
   return new Promise((resolve, reject) => {
     proc.once('exit', (code) => reject(new Error(`phases child exited (${code})`)));
+    proc.on('exit', () => {
+      for (const settle of pending.values()) settle({ ok: false, error: 'phases child exited' });
+    });
     proc.on('message', (m: { id: number; ok: boolean; value?: unknown; error?: string }) => {
       if (m.id === 0) {
         resolve({
@@ -128,7 +131,9 @@ async function runVariant(name: string, flags: readonly string[], configPath: st
     await sample(`idle after the load (gc)`);
     if (snapshotPath) await call('snapshot', snapshotPath);
     const modules = modulesByPackage((await call('modules-list')) as string[]);
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
     await call('stop');
+    await exited; // a --cpu-prof profile is written as the child exits
     const cpuUs = cpuFrom && cpuTo ? cpuTo.user - cpuFrom.user + cpuTo.system - cpuFrom.system : NaN;
     return { name, flags, phases, rps: load.rps, cpuUsPerRequest: cpuUs / load.requests, p50Us: load.latency.p50Us, modules };
   } finally {
