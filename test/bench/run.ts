@@ -4,9 +4,15 @@
  * Prints a table and, last, one `BENCH_RESULT {json}` line. Missing a target is reported,
  * never an error: the exit code is non-zero only when the bench itself could not run.
  *
- * Knobs (env): BENCH_WARMUP_MS (1000), BENCH_DURATION_MS (4000), BENCH_CONNECTIONS (32),
- * BENCH_EXEC_ARGV_<ROLE> extra node flags for a child (see children.ts), BENCH_PARTS
- * (throughput,fuzz,soak: which parts run), and those of the fuzz and the soak (./fuzz-soak.ts).
+ * Knobs (env): BENCH_WARMUP_MS (1000), BENCH_DURATION_MS (4000), BENCH_CONNECTIONS (50),
+ * BENCH_ROUNDS (3), BENCH_STARTUP_ROUNDS (3), BENCH_IDLE_MS (1000), BENCH_EXEC_ARGV_<ROLE>
+ * extra node flags for a child (see children.ts), BENCH_SIDECAR_FLAGS=0 (node's defaults for the
+ * sidecar children), BENCH_PARTS (startup,throughput,fuzz,soak: which parts run), and those of
+ * the fuzz and the soak (./fuzz-soak.ts).
+ *
+ * Issue 15: the start-up part (./startup.ts) and, last, the issue's table (./footprint-report.ts):
+ * every figure a ratio to its peer in the same run (per round, median of the rounds) or a memory
+ * figure, against its goal.
  *
  * Issue 10: after the throughput cases, a large run of the HTTP-front fuzz (200,000 requests,
  * the invariant of test/fuzz-front.test.ts checked for each) and a soak under mixed load that
