@@ -90,7 +90,8 @@ export async function runStartupBench(options: { stsTokenUrl: string; upstreamUr
         '',
       ].join('\n'),
     );
-    const s = await measure([...ENTRYPOINT_NODE_FLAGS, CLI, 'run', '--config', config], adminPort, '/readyz', options.idleMs);
+    const flags = process.env['BENCH_SIDECAR_FLAGS'] === '0' ? [] : ENTRYPOINT_NODE_FLAGS;
+    const s = await measure([...flags, CLI, 'run', '--config', config], adminPort, '/readyz', options.idleMs);
     result.sidecar.push(s);
     const barePort = await freePort();
     const b = await measure(['-e', BARE_SERVER, String(barePort)], barePort, '/', options.idleMs);
