@@ -46,9 +46,11 @@ export function footprintRows(t: ThroughputFigures | undefined, startup: Startup
   if (startup) {
     const idle = median(startup.sidecar.map((s) => s.idleRssBytes));
     const bare = median(startup.bareNode.map((s) => s.idleRssBytes));
+    const anon = median(startup.sidecar.map((s) => s.idleRssAnonBytes));
+    const bareAnon = median(startup.bareNode.map((s) => s.idleRssAnonBytes));
     rows.push({
-      figure: 'idle RSS, `sts-sidecar run` as the image starts it (bare node http server)',
-      result: `${mb(idle)} (bare node ${mb(bare)}; ${fmt(idle / bare, 2)}x, +${mb(idle - bare)})`,
+      figure: 'idle RSS, `sts-sidecar run` as the image starts it (bare node http server); anonymous part',
+      result: `${mb(idle)} (bare node ${mb(bare)}; ${fmt(idle / bare, 2)}x, +${mb(idle - bare)}); anonymous ${mb(anon)} (bare node ${mb(bareAnon)})`,
       goal: `<= ${mb(FOOTPRINT_GOALS.idleRssBytes)}`,
       met: idle <= FOOTPRINT_GOALS.idleRssBytes,
     });

@@ -17,6 +17,8 @@ import { ENTRYPOINT_NODE_FLAGS } from '../../src/cli/runtime-flags.js';
 export interface StartupSample {
   readonly readyMs: number;
   readonly idleRssBytes: number;
+  /** The private part of it (RssAnon); the rest is mostly node's own binary mapped from disk (RssFile). */
+  readonly idleRssAnonBytes: number;
 }
 
 export interface StartupResult {
@@ -47,10 +49,11 @@ function probe(port: number, path: string): Promise<number> {
   });
 }
 
-/** Resident set of another process now (Linux /proc), bytes. */
-export function rssOf(pid: number): number {
-  const kb = /^VmRSS:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return kb ? Number(kb) * 1024 : NaN;
+/** Resident set of another process now (Linux /proc), bytes: all of it, and its anonymous (private) part. */
+export function rssOf(pid: number): { rss: number; anon: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+)`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+  return { rss: kb('VmRSS'), anon: kb('RssAnon') };
 }
 
 async function measure(args: string[], port: number, path: string, idleMs: number): Promise<StartupSample> {
@@ -66,7 +69,8 @@ async function measure(args: string[], port: number, path: string, idleMs: numbe
     }
     const readyMs = Number(process.hrtime.bigint() - started) / 1e6;
     await new Promise((r) => setTimeout(r, idleMs));
-    return { readyMs, idleRssBytes: rssOf(child.pid!) };
+    const { rss, anon } = rssOf(child.pid!);
+    return { readyMs, idleRssBytes: rss, idleRssAnonBytes: anon };
   } finally {
     child.kill('SIGTERM');
     await exited;
