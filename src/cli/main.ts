@@ -5,6 +5,7 @@
  * The development commands are imported on use, so `run` never loads the reference STS or
  * the demo (issue 11 item 6; test/layering.test.ts checks it).
  */
+import { applyRuntimeFlags } from './runtime-flags.js';
 import { runCommand } from './run.js';
 import { checkConfigCommand } from './check-config.js';
 import { tokenCommand } from './token.js';
@@ -68,6 +69,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+applyRuntimeFlags();
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -44,6 +44,7 @@ export interface InboundResponse {
   end(data: string): unknown;
   destroy(error?: Error): unknown;
   once(event: 'close' | 'drain', listener: () => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
 }
 
 /**

@@ -105,6 +105,15 @@ export function guardServer(server: Server, kind: ListenerKind, limits: Listener
     socket.destroy();
   };
 
+  // One listener for every response of this server, not a closure per request (issue 15).
+  function onResponseClose(this: ServerResponse): void {
+    const socket = this.req.socket;
+    const state = states.get(socket);
+    if (!state) return;
+    state.responses.delete(this);
+    if (state.paused && state.responses.size < limits.maxRequestsInFlight) resumeReading(socket, state);
+  }
+
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket;
     const state = stateOf(socket);
@@ -121,10 +130,7 @@ export function guardServer(server: Server, kind: ListenerKind, limits: Listener
     }
     state.responses.add(res);
     if (state.responses.size === limits.maxRequestsInFlight) pauseReading(socket, state);
-    res.once('close', () => {
-      state.responses.delete(res);
-      if (state.paused && state.responses.size < limits.maxRequestsInFlight) resumeReading(socket, state);
-    });
+    res.on('close', onResponseClose);
     handlers.request(req, res);
   });
 

@@ -85,7 +85,8 @@ export function requestEntry(pipeline: Pipeline, resolve: RouteResolver, miss: (
   return (req, res) => {
     const route = resolveOrRefusal(resolve, req, () => miss(req));
     if (route instanceof SidecarError) pipeline.refuse(req, res, route);
-    else pipeline.request(route, req, res);
+    // resolveOrRefusal counted the Host lines already.
+    else new ProxiedRequest(route, req, res, pipeline.ctx).start();
   };
 }
 

@@ -12,6 +12,9 @@ import { relayResponseData, relayResponseEnd, relayResponseStart } from './relay
 import { sendError, upstreamError } from './respond.js';
 import type { OutboundRequest, ResponseController, ResponseHandler } from './transport/types.js';
 
+const kExchange = Symbol('proxiedRequest');
+type TaggedResponse = InboundResponse & { [kExchange]?: ProxiedRequest };
+
 export class ProxiedRequest extends Exchange implements ResponseHandler {
   readonly #res: InboundResponse;
   #controller: ResponseController | undefined;
@@ -20,10 +23,18 @@ export class ProxiedRequest extends Exchange implements ResponseHandler {
   constructor(route: ProxyRoute, req: InboundRequest, res: InboundResponse, ctx: ProxyContext) {
     super(route, req, ctx, false);
     this.#res = res;
-    res.once('close', () => this.#onClose());
+    (res as TaggedResponse)[kExchange] = this;
+    res.on('close', ProxiedRequest.#onResponseClose);
+  }
+
+  /** One function for every response, not a closure per request (issue 15). */
+  static #onResponseClose(this: TaggedResponse): void {
+    const exchange = this[kExchange];
+    if (exchange) exchange.#onClose();
   }
 
   #onClose(): void {
+    if (this.#closed) return;
     this.#closed = true;
     const completed = responseCompleted(this.#res);
     // The app hung up: stop the upstream exchange too (but never a shared STS exchange).

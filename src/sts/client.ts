@@ -2,7 +2,8 @@
  * The RFC 8693 client: one POST per exchange, with a deadline, a response-size cap
  * and errors mapped onto stable codes. It knows nothing of inbound HTTP or caching.
  */
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent, request } from '../http/undici.js';
 import { clientConnectOptions, type PeerTlsSettings } from '../tls/client-tls.js';
 import type { IdentityGeneration } from '../tls/identity.js';
 import { PerIdentity } from '../tls/per-identity.js';

@@ -5,6 +5,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { ENTRYPOINT_NODE_FLAGS } from '../../src/cli/runtime-flags.js';
 import type { ChildOp, ChildReply, ChildStats, ServerInfo } from './ipc.js';
 
 const live = new Set<ChildProcess>();
@@ -28,7 +29,11 @@ export interface ServerChild {
  */
 function execArgvFor(role: ServerRole): string[] {
   const value = process.env[`BENCH_EXEC_ARGV_${role.toUpperCase().replace(/-/g, '_')}`];
-  return value ? value.split(/\s+/).filter(Boolean) : [];
+  const extra = value ? value.split(/\s+/).filter(Boolean) : [];
+  // A sidecar child starts as the image's ENTRYPOINT starts the sidecar (issue 15), unless
+  // BENCH_SIDECAR_FLAGS=0 asks for node's defaults (to compare).
+  const entrypoint = (role === 'sidecar' || role === 'fuzz-sidecar') && process.env['BENCH_SIDECAR_FLAGS'] !== '0' ? ENTRYPOINT_NODE_FLAGS : [];
+  return [...entrypoint, ...extra];
 }
 
 export async function startServerChild(role: ServerRole, options: unknown, timeoutMs = 15_000): Promise<ServerChild> {

@@ -4,9 +4,15 @@
  * Prints a table and, last, one `BENCH_RESULT {json}` line. Missing a target is reported,
  * never an error: the exit code is non-zero only when the bench itself could not run.
  *
- * Knobs (env): BENCH_WARMUP_MS (1000), BENCH_DURATION_MS (4000), BENCH_CONNECTIONS (32),
- * BENCH_EXEC_ARGV_<ROLE> extra node flags for a child (see children.ts), BENCH_PARTS
- * (throughput,fuzz,soak: which parts run), and those of the fuzz and the soak (./fuzz-soak.ts).
+ * Knobs (env): BENCH_WARMUP_MS (1000), BENCH_DURATION_MS (4000), BENCH_CONNECTIONS (50),
+ * BENCH_ROUNDS (3), BENCH_STARTUP_ROUNDS (3), BENCH_IDLE_MS (1000), BENCH_EXEC_ARGV_<ROLE>
+ * extra node flags for a child (see children.ts), BENCH_SIDECAR_FLAGS=0 (node's defaults for the
+ * sidecar children), BENCH_PARTS (startup,throughput,fuzz,soak: which parts run), and those of
+ * the fuzz and the soak (./fuzz-soak.ts).
+ *
+ * Issue 15: the start-up part (./startup.ts) and, last, the issue's table (./footprint-report.ts):
+ * every figure a ratio to its peer in the same run (per round, median of the rounds) or a memory
+ * figure, against its goal.
  *
  * Issue 10: after the throughput cases, a large run of the HTTP-front fuzz (200,000 requests,
  * the invariant of test/fuzz-front.test.ts checked for each) and a soak under mixed load that
@@ -34,6 +40,8 @@ import { runLoad, type LoadResult } from './load.js';
 import { cpuAffinity, cpuSnapshot, machineUsage, type MachineUsage } from './machine.js';
 import { fmt, mb, table } from './report.js';
 import { startStsStub, type StsStub } from './sts-stub.js';
+import { median, runStartupBench, type StartupResult } from './startup.js';
+import { footprintReport, footprintRows, type ThroughputFigures } from './footprint-report.js';
 import { FUZZ_SOAK_SETTINGS, fuzzSeed, fuzzSoakReport, runFuzzBench, runSoak, startBenchFuzzWorld, type FuzzBenchResult, type SoakResult } from './fuzz-soak.js';
 
 function envInt(name: string, fallback: number): number {
@@ -45,11 +53,15 @@ function envInt(name: string, fallback: number): number {
 const SETTINGS = {
   warmupMs: envInt('BENCH_WARMUP_MS', 1000),
   durationMs: envInt('BENCH_DURATION_MS', 4000),
-  saturatingConnections: envInt('BENCH_CONNECTIONS', 32),
+  saturatingConnections: envInt('BENCH_CONNECTIONS', 50),
+  /** Issue 15: every case runs this many times, interleaved; ratios are taken per round, then the median. */
+  rounds: envInt('BENCH_ROUNDS', 3),
+  startupRounds: envInt('BENCH_STARTUP_ROUNDS', 3),
+  idleMs: envInt('BENCH_IDLE_MS', 1000),
 };
 
-/** BENCH_PARTS: which parts run, comma-separated (default all): throughput, fuzz, soak. */
-const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'throughput,fuzz,soak').split(',').map((p) => p.trim()).filter(Boolean));
+/** BENCH_PARTS: which parts run, comma-separated (default all): startup, throughput, fuzz, soak. */
+const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'startup,throughput,fuzz,soak').split(',').map((p) => p.trim()).filter(Boolean));
 
 /** From the design note. */
 const TARGETS = {
@@ -83,6 +95,7 @@ interface CpuPerRequest {
 }
 
 interface CaseResult {
+  readonly round: number;
   readonly target: string;
   readonly connections: number;
   readonly load: LoadResult;
@@ -127,7 +140,7 @@ async function verify(target: Target): Promise<string> {
   }
 }
 
-async function measureCase(target: Target, connections: number): Promise<CaseResult> {
+async function measureCase(target: Target, connections: number, round: number): Promise<CaseResult> {
   const servers = [target.upstream, ...(target.proxy ? [target.proxy] : [])];
   let genMark = process.cpuUsage();
   let genCpu = { user: 0, system: 0 };
@@ -162,6 +175,7 @@ async function measureCase(target: Target, connections: number): Promise<CaseRes
   return {
     machine,
     otherCores: machine ? Math.max(0, machine.busyCores - benchCoreSeconds / load.windowSeconds) : undefined,
+    round,
     target: target.name,
     connections,
     load,
@@ -194,7 +208,19 @@ async function main(): Promise<void> {
   const children: ServerChild[] = [];
   const pkiDir = mkdtempSync(join(tmpdir(), 'sts-sidecar-bench-'));
   let throughput: ThroughputResult | undefined;
+  let startup: StartupResult | undefined;
   try {
+    if (PARTS.has('startup')) {
+      // Its own STS stub, so the throughput part's count of exchanges stays exact. The route's
+      // upstream is never dialled before a request, so nothing needs to listen there.
+      const startupSts = await startStsStub();
+      try {
+        log(`start-up: ${SETTINGS.startupRounds} rounds of sts-sidecar run and a bare node http server`);
+        startup = await runStartupBench({ stsTokenUrl: startupSts.tokenUrl, upstreamUrl: 'http://127.0.0.1:9', dir: pkiDir, rounds: SETTINGS.startupRounds, idleMs: SETTINGS.idleMs, log });
+      } finally {
+        await startupSts.close();
+      }
+    }
     if (PARTS.has('throughput')) {
       sts = await startStsStub();
       const upstream = await startServerChild('upstream', {});
@@ -272,10 +298,12 @@ async function main(): Promise<void> {
       };
 
       const results: CaseResult[] = [];
-      for (const connections of [SETTINGS.saturatingConnections, 1]) {
-        for (const t of targets) {
-          log(`${t.name} @ ${connections} connection(s): ${SETTINGS.warmupMs} ms warm-up + ${SETTINGS.durationMs} ms window`);
-          results.push(await measureCase(t, connections));
+      for (let round = 1; round <= SETTINGS.rounds; round++) {
+        for (const connections of [SETTINGS.saturatingConnections, 1]) {
+          for (const t of targets) {
+            log(`round ${round}/${SETTINGS.rounds}: ${t.name} @ ${connections} connection(s): ${SETTINGS.warmupMs} ms warm-up + ${SETTINGS.durationMs} ms window`);
+            results.push(await measureCase(t, connections, round));
+          }
         }
       }
 
@@ -303,7 +331,7 @@ async function main(): Promise<void> {
     rmSync(pkiDir, { recursive: true, force: true });
   }
   const issue10 = await runIssue10Parts();
-  report(throughput, issue10, Date.now() - started, cpuModel);
+  report(throughput, startup, issue10, Date.now() - started, cpuModel);
 }
 
 interface ThroughputResult {
@@ -338,10 +366,14 @@ async function runIssue10Parts(): Promise<Issue10Result> {
   }
 }
 
-function report(throughput: ThroughputResult | undefined, issue10: Issue10Result, elapsedMs: number, cpuModel: string): void {
+function report(throughput: ThroughputResult | undefined, startup: StartupResult | undefined, issue10: Issue10Result, elapsedMs: number, cpuModel: string): void {
   const t = throughput ? throughputReport(throughput, cpuModel) : undefined;
   const out = [...(t?.lines ?? [])];
   out.push(...fuzzSoakReport(issue10.seed, issue10.fuzz, issue10.soak));
+  const soakPeak = issue10.soak ? Math.max(...issue10.soak.figures.map((f) => f.rssBytes)) : undefined;
+  const footprint = footprintRows(t?.figures, startup, soakPeak);
+  out.push('');
+  out.push(footprintReport(footprint, t?.figures.rounds));
   out.push(`whole run: ${fmt(elapsedMs / 1000, 1)} s`);
   console.log(out.join('\n'));
   const { fuzz, soak } = issue10;
@@ -362,31 +394,37 @@ function report(throughput: ThroughputResult | undefined, issue10: Issue10Result
       sidecarAfter: fuzz.after,
     },
     soak: soak && { seed: issue10.seed, settings: FUZZ_SOAK_SETTINGS, figures: soak.figures, fuzzSent: soak.fuzzSent, cleanAnswers: soak.cleanAnswers, held: soak.held, violations: soak.violations },
+    startup: startup ?? null,
+    footprint,
     elapsedMs,
   };
   console.log(`BENCH_RESULT ${JSON.stringify(json)}`);
 }
 
-function throughputReport(r: ThroughputResult, cpuModel: string): { lines: string[]; json: Record<string, unknown> } {
+function throughputReport(r: ThroughputResult, cpuModel: string): { lines: string[]; json: Record<string, unknown>; figures: ThroughputFigures } {
   const sat = SETTINGS.saturatingConnections;
-  const find = (target: string, conns: number) => r.results.find((c) => c.target === target && c.connections === conns);
-  const d32 = find('direct', sat)!;
-  const s32 = find('sidecar', sat)!;
-  const h32 = find('http-proxy', sat)!;
-  const d1 = find('direct', 1)!;
-  const s1 = find('sidecar', 1)!;
-  const h1 = find('http-proxy', 1)!;
-  const t32 = find('direct-tls', sat)!;
-  const m32 = find('sidecar-mtls', sat)!;
-  const t1 = find('direct-tls', 1)!;
-  const m1 = find('sidecar-mtls', 1)!;
-  const mtlsOverDirectTls = m32.load.rps / t32.load.rps;
-  const mtlsP50AddedMs = (m1.load.latency.p50Us - t1.load.latency.p50Us) / 1000;
+  // Issue 15: each figure is taken per round (peers measured minutes apart on a shared machine
+  // are not comparable), then the median of the rounds.
+  const rounds = [...new Set(r.results.map((c) => c.round))];
+  const at = (k: number, target: string, conns: number) => r.results.find((c) => c.round === k && c.target === target && c.connections === conns)!;
+  const med = (f: (k: number) => number | undefined) => median(rounds.map((k) => f(k) ?? NaN));
+  const rps = (k: number, target: string, conns: number) => at(k, target, conns).load.rps;
+  const p50 = (k: number, target: string, conns: number) => at(k, target, conns).load.latency.p50Us;
+  const cpu = (k: number, target: string, conns: number) => at(k, target, conns).cpu.proxyUs;
+  const mtlsOverDirectTls = med((k) => rps(k, 'sidecar-mtls', sat) / rps(k, 'direct-tls', sat));
+  const mtlsP50AddedMs = med((k) => (p50(k, 'sidecar-mtls', 1) - p50(k, 'direct-tls', 1)) / 1000);
 
-  const sidecarOverDirect = s32.load.rps / d32.load.rps;
-  const sidecarOverHttpProxy = s32.load.rps / h32.load.rps;
-  const p50AddedMs = (s1.load.latency.p50Us - d1.load.latency.p50Us) / 1000;
-  const httpProxyP50AddedMs = (h1.load.latency.p50Us - d1.load.latency.p50Us) / 1000;
+  const sidecarOverDirect = med((k) => rps(k, 'sidecar', sat) / rps(k, 'direct', sat));
+  const sidecarOverHttpProxy = med((k) => rps(k, 'sidecar', sat) / rps(k, 'http-proxy', sat));
+  const p50AddedMs = med((k) => (p50(k, 'sidecar', 1) - p50(k, 'direct', 1)) / 1000);
+  const httpProxyP50AddedMs = med((k) => (p50(k, 'http-proxy', 1) - p50(k, 'direct', 1)) / 1000);
+  const p50AddedOverHttpProxy = med((k) => (p50(k, 'sidecar', 1) - p50(k, 'direct', 1)) / (p50(k, 'http-proxy', 1) - p50(k, 'direct', 1)));
+  const cpuOverHttpProxy = med((k) => (cpu(k, 'sidecar', sat) ?? NaN) / (cpu(k, 'http-proxy', sat) ?? NaN));
+  const sidecarCpu = { sat: med((k) => cpu(k, 'sidecar', sat)), one: med((k) => cpu(k, 'sidecar', 1)) };
+  const httpProxyCpu = { sat: med((k) => cpu(k, 'http-proxy', sat)), one: med((k) => cpu(k, 'http-proxy', 1)) };
+  const mtlsCpu = { sat: med((k) => cpu(k, 'sidecar-mtls', sat)), one: med((k) => cpu(k, 'sidecar-mtls', 1)) };
+  const sidecarP50At1Us = med((k) => p50(k, 'sidecar', 1));
+  const sidecarRssUnderLoad = Math.max(...r.results.filter((c) => c.target === 'sidecar' && c.connections === sat).map((c) => c.proxyRssBytes ?? NaN));
   const met = {
     sidecarOverHttpProxyRps: sidecarOverHttpProxy >= TARGETS.sidecarOverHttpProxyRps,
     p50AddedMsAt1: p50AddedMs <= TARGETS.p50AddedMsAt1,
@@ -411,8 +449,9 @@ function throughputReport(r: ThroughputResult, cpuModel: string): { lines: strin
   out.push('');
   out.push(
     table(
-      ['case', 'conns', 'req/s', 'p50 µs', 'p90 µs', 'p99 µs', 'max µs', 'requests', 'err', 'non-2xx', 'proxy CPU µs/req', 'proxy core %', 'upstream CPU µs/req', 'generator CPU µs/req', 'machine busy cores', 'not bench cores'],
+      ['round', 'case', 'conns', 'req/s', 'p50 µs', 'p90 µs', 'p99 µs', 'max µs', 'requests', 'err', 'non-2xx', 'proxy CPU µs/req', 'proxy core %', 'upstream CPU µs/req', 'generator CPU µs/req', 'machine busy cores', 'not bench cores'],
       r.results.map((c) => [
+        c.round,
         c.target,
         c.connections,
         fmt(c.load.rps),
@@ -445,12 +484,12 @@ function throughputReport(r: ThroughputResult, cpuModel: string): { lines: strin
         ['sidecar RSS after the run (admin /metrics)', mb(r.sidecarRss), `< ${mb(TARGETS.sidecarRssBytes)}`, verdict(met.sidecarRssBytes)],
         ['sidecar RSS at start, before any load', mb(r.rssAtStart.sidecar), '-', ''],
         ['http-proxy RSS after the run / at start', `${mb(r.httpProxyRss)} / ${mb(r.rssAtStart.httpProxy)}`, '-', ''],
-        [`CPU per request, sidecar (${sat} conns / 1 conn)`, `${fmt(s32.cpu.proxyUs, 1)} / ${fmt(s1.cpu.proxyUs, 1)} µs`, '-', ''],
-        [`CPU per request, http-proxy (${sat} conns / 1 conn)`, `${fmt(h32.cpu.proxyUs, 1)} / ${fmt(h1.cpu.proxyUs, 1)} µs`, '-', ''],
-        [`CPU per request, http-proxy / sidecar (${sat} conns)`, `${fmt((h32.cpu.proxyUs ?? NaN) / (s32.cpu.proxyUs ?? NaN), 2)}x`, '-', ''],
+        [`CPU per request, sidecar (${sat} conns / 1 conn)`, `${fmt(sidecarCpu.sat, 1)} / ${fmt(sidecarCpu.one, 1)} µs`, '-', ''],
+        [`CPU per request, http-proxy (${sat} conns / 1 conn)`, `${fmt(httpProxyCpu.sat, 1)} / ${fmt(httpProxyCpu.one, 1)} µs`, '-', ''],
+        [`CPU per request, http-proxy / sidecar (${sat} conns)`, `${fmt(1 / cpuOverHttpProxy, 2)}x`, '-', ''],
         [`sidecar-mtls req/s / direct-tls req/s (${sat} conns)`, `${fmt(mtlsOverDirectTls, 2)}x`, '-', ''],
         ['p50 added latency, sidecar-mtls - direct-tls (1 conn)', `${fmt(mtlsP50AddedMs, 3)} ms`, '-', ''],
-        [`CPU per request, sidecar-mtls (${sat} conns / 1 conn)`, `${fmt(m32.cpu.proxyUs, 1)} / ${fmt(m1.cpu.proxyUs, 1)} µs`, '-', ''],
+        [`CPU per request, sidecar-mtls (${sat} conns / 1 conn)`, `${fmt(mtlsCpu.sat, 1)} / ${fmt(mtlsCpu.one, 1)} µs`, '-', ''],
       ],
     ),
   );
@@ -459,8 +498,7 @@ function throughputReport(r: ThroughputResult, cpuModel: string): { lines: strin
   out.push(h2Report(r.h2));
 
   // Cache: per-lookup cost against what one proxied request costs the sidecar.
-  const sidecarCpuUs = s32.cpu.proxyUs ?? 1e6 / s32.load.rps;
-  const sidecarP50At1Us = s1.load.latency.p50Us;
+  const sidecarCpuUs = sidecarCpu.sat;
   const mapNs = r.cache.find((v) => v.name === 'Map.get')!.nsPerLookup;
   const cacheRows = r.cache.map((v) => ({
     ...v,
@@ -505,6 +543,7 @@ function throughputReport(r: ThroughputResult, cpuModel: string): { lines: strin
     settings: SETTINGS,
     stsTokenRequests: r.stsTokenRequests,
     cases: r.results.map((c) => ({
+      round: c.round,
       target: c.target,
       connections: c.connections,
       rps: round(c.load.rps, 1),
@@ -530,13 +569,16 @@ function throughputReport(r: ThroughputResult, cpuModel: string): { lines: strin
       sidecarRssBytesAtStart: r.rssAtStart.sidecar ?? null,
       httpProxyRssBytes: r.httpProxyRss,
       httpProxyRssBytesAtStart: r.rssAtStart.httpProxy,
-      sidecarCpuUsPerRequest: round(s32.cpu.proxyUs, 2),
-      httpProxyCpuUsPerRequest: round(h32.cpu.proxyUs, 2),
-      sidecarCpuUsPerRequestAt1: round(s1.cpu.proxyUs, 2),
-      httpProxyCpuUsPerRequestAt1: round(h1.cpu.proxyUs, 2),
+      sidecarCpuUsPerRequest: round(sidecarCpu.sat, 2),
+      httpProxyCpuUsPerRequest: round(httpProxyCpu.sat, 2),
+      sidecarCpuUsPerRequestAt1: round(sidecarCpu.one, 2),
+      httpProxyCpuUsPerRequestAt1: round(httpProxyCpu.one, 2),
+      sidecarOverHttpProxyCpu: round(cpuOverHttpProxy, 3),
+      p50AddedOverHttpProxy: round(p50AddedOverHttpProxy, 3),
+      sidecarRssBytesUnderLoad: Number.isFinite(sidecarRssUnderLoad) ? sidecarRssUnderLoad : null,
       sidecarMtlsOverDirectTlsRps: round(mtlsOverDirectTls, 3),
       sidecarMtlsP50AddedMsAt1: round(mtlsP50AddedMs, 4),
-      sidecarMtlsCpuUsPerRequest: round(m32.cpu.proxyUs, 2),
+      sidecarMtlsCpuUsPerRequest: round(mtlsCpu.sat, 2),
     },
     h2: h2Json(r.h2),
     targets: { ...TARGETS, met },
@@ -554,7 +596,20 @@ function throughputReport(r: ThroughputResult, cpuModel: string): { lines: strin
       })),
     },
   };
-  return { lines: out, json };
+  const figures: ThroughputFigures = {
+    connections: sat,
+    rounds: rounds.length,
+    sidecarOverHttpProxyRps: sidecarOverHttpProxy,
+    cpuOverHttpProxy,
+    sidecarCpuUs: sidecarCpu.sat,
+    httpProxyCpuUs: httpProxyCpu.sat,
+    p50AddedOverHttpProxy,
+    p50AddedMs,
+    httpProxyP50AddedMs,
+    sidecarRssUnderLoadBytes: sidecarRssUnderLoad,
+    h2: r.h2,
+  };
+  return { lines: out, json, figures };
 }
 
 process.on('exit', killAllChildren);

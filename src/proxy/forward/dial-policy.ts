@@ -101,8 +101,9 @@ export function createDialPolicy(options: DialPolicyOptions): DialPolicy {
     },
     via: (httpVersion) => `${httpVersion} ${pseudonym}`,
     admit(req) {
+      // Issue 15: no key string per request while this sidecar has no relay open.
       const socket: Duplex & { remoteAddress?: string; remotePort?: number } = req.socket;
-      const from = endpointKey(socket.remoteAddress, socket.remotePort);
+      const from = relays.size === 0 ? undefined : endpointKey(socket.remoteAddress, socket.remotePort);
       if (from && relays.has(from)) return new ForwardLoopError('this connection is one of this sidecar\'s own relays coming back');
       const via = req.headers.via;
       if (via !== undefined && via.toLowerCase().includes(pseudonym)) return new ForwardLoopError('the request already passed through this sidecar (Via)');

@@ -9,7 +9,8 @@
  * sidecar's Via (RFC 9110 7.6.3) so a loop no address reveals is still recognised.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { Agent, buildConnector, type Dispatcher } from 'undici';
+import type { Dispatcher, buildConnector as UndiciConnector } from 'undici';
+import { Agent, buildConnector } from '../../http/undici.js';
 import { SidecarError } from '../../errors.js';
 import { forwardRequestHeaders } from '../headers.js';
 import { responseCompleted, type InboundRequest, type InboundResponse } from '../inbound.js';
@@ -61,7 +62,7 @@ export function createPassthrough(options: PassthroughOptions): Passthrough {
  * net.connect / tls.connect). Built per connection: the hook needs the port to recognise the
  * sidecar's own listeners.
  */
-function guardedConnector(policy: DialPolicy): buildConnector.connector {
+function guardedConnector(policy: DialPolicy): UndiciConnector.connector {
   return (opts, callback) => {
     const port = Number(opts.port) || (opts.protocol === 'https:' ? 443 : 80);
     const host = opts.hostname.replace(/^\[|\]$/g, '');

@@ -7,7 +7,8 @@
  * certificate that token is bound to (RFC 8705 3); an upgrade dials with the same certificate.
  */
 import type { ConnectionOptions } from 'node:tls';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
+import { Pool as UndiciPool } from '../../http/undici.js';
 import { clientConnectOptions, type PeerTlsSettings } from '../../tls/client-tls.js';
 import type { IdentityGeneration } from '../../tls/identity.js';
 import { PerIdentity } from '../../tls/per-identity.js';
@@ -37,7 +38,7 @@ export function createHttp1Transport(options: Http1TransportOptions): UpstreamTr
   const peer: PeerTlsSettings = options.tls ?? { clientCertificate: false };
   const open = (identity: IdentityGeneration | undefined): Connections => {
     const connect = secure ? clientConnectOptions(identity, peer) : {};
-    const pool = new Pool(url.origin, {
+    const pool = new UndiciPool(url.origin, {
       connections: options.connections ?? 256,
       pipelining: 1,
       keepAliveTimeout: 60_000,

@@ -7,7 +7,11 @@
 import { parseConfig } from '../../../src/config/load.js';
 import { startSidecar } from '../../../src/main.js';
 import { selfUsage } from '../../helpers/fuzz-usage.js';
+import { applyRuntimeFlags } from '../../../src/cli/runtime-flags.js';
 import { serveChild } from './child.js';
+
+// As `sts-sidecar run` does (issue 15), unless the bench compares without them.
+if (process.env['BENCH_SIDECAR_FLAGS'] !== '0') applyRuntimeFlags();
 
 export interface FuzzSidecarOptions {
   readonly config: Record<string, unknown>;

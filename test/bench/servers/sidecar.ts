@@ -4,6 +4,7 @@
  */
 import { parseConfig } from '../../../src/config/load.js';
 import { startSidecar } from '../../../src/main.js';
+import { applyRuntimeFlags } from '../../../src/cli/runtime-flags.js';
 import { serveChild } from './child.js';
 
 export interface SidecarOptions {
@@ -18,6 +19,9 @@ export interface SidecarOptions {
 }
 
 const ROUTE_NAME = 'bench';
+
+// As `sts-sidecar run` does (issue 15), unless the bench compares without them.
+if (process.env['BENCH_SIDECAR_FLAGS'] !== '0') applyRuntimeFlags();
 
 serveChild<SidecarOptions>(async (options) => {
   const config = parseConfig({

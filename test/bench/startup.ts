@@ -1,0 +1,113 @@
+/**
+ * Start-to-ready and idle RSS (issue 15), each against its peer in the same run:
+ *   - `sts-sidecar run` as the image starts it (the ENTRYPOINT's node flags), one eager route,
+ *     the bench STS stub: spawn to the first 200 from /readyz (the first exchange done), then
+ *     its resident set after BENCH_IDLE_MS (1000) of idle;
+ *   - a bare `node` http server: spawn to its first answer, then its resident set the same way.
+ * Rounds alternate the two (BENCH_STARTUP_ROUNDS, 3); the report takes medians.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ENTRYPOINT_NODE_FLAGS } from '../../src/cli/runtime-flags.js';
+
+export interface StartupSample {
+  readonly readyMs: number;
+  readonly idleRssBytes: number;
+  /** The private part of it (RssAnon); the rest is mostly node's own binary mapped from disk (RssFile). */
+  readonly idleRssAnonBytes: number;
+}
+
+export interface StartupResult {
+  readonly sidecar: StartupSample[];
+  readonly bareNode: StartupSample[];
+}
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const BARE_SERVER = "require('node:http').createServer((q, r) => r.end('ok')).listen(Number(process.argv[1]), '127.0.0.1')";
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** One GET; resolves with the status, or 0 when nothing listens yet. */
+function probe(port: number, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+/** Resident set of another process now (Linux /proc), bytes: all of it, and its anonymous (private) part. */
+export function rssOf(pid: number): { rss: number; anon: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+)`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+  return { rss: kb('VmRSS'), anon: kb('RssAnon') };
+}
+
+async function measure(args: string[], port: number, path: string, idleMs: number): Promise<StartupSample> {
+  const started = process.hrtime.bigint();
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if ((await probe(port, path)) === 200) break;
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${args.join(' ')}: never ready on port ${port}`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const readyMs = Number(process.hrtime.bigint() - started) / 1e6;
+    await new Promise((r) => setTimeout(r, idleMs));
+    const { rss, anon } = rssOf(child.pid!);
+    return { readyMs, idleRssBytes: rss, idleRssAnonBytes: anon };
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+export async function runStartupBench(options: { stsTokenUrl: string; upstreamUrl: string; dir: string; rounds: number; idleMs: number; log: (m: string) => void }): Promise<StartupResult> {
+  const result: StartupResult = { sidecar: [], bareNode: [] };
+  for (let round = 0; round < options.rounds; round++) {
+    const adminPort = await freePort();
+    const config = join(options.dir, `startup-${round}.yaml`);
+    writeFileSync(
+      config,
+      [
+        `admin: { listen: 127.0.0.1:${adminPort} }`,
+        'proxy: { listen: 127.0.0.1:0 }',
+        'subjectToken: { value: iamtheeggman, type: urn:ietf:params:oauth:token-type:access_token }',
+        `sts: { url: ${options.stsTokenUrl} }`,
+        'routes:',
+        `  - { name: eager, listen: 127.0.0.1:0, upstream: ${options.upstreamUrl}, audience: bench }`,
+        '',
+      ].join('\n'),
+    );
+    const flags = process.env['BENCH_SIDECAR_FLAGS'] === '0' ? [] : ENTRYPOINT_NODE_FLAGS;
+    const s = await measure([...flags, CLI, 'run', '--config', config], adminPort, '/readyz', options.idleMs);
+    result.sidecar.push(s);
+    const barePort = await freePort();
+    const b = await measure(['-e', BARE_SERVER, String(barePort)], barePort, '/', options.idleMs);
+    result.bareNode.push(b);
+    options.log(`start-up round ${round + 1}: sidecar ready in ${s.readyMs.toFixed(0)} ms, idle RSS ${(s.idleRssBytes / 1048576).toFixed(1)} MB; bare node ${b.readyMs.toFixed(0)} ms, ${(b.idleRssBytes / 1048576).toFixed(1)} MB`);
+  }
+  return result;
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
