@@ -62,5 +62,7 @@ USER 65532:65532
 # (127.0.0.1; anything reaching them gets the workload's tokens).
 EXPOSE 15000
 # Exec form: node is PID 1 and receives SIGTERM itself (run drains in-flight requests, then exits 0).
-ENTRYPOINT ["/nodejs/bin/node", "/app/dist/src/cli/main.js"]
+# --max-semi-space-size=1: about 12 MB less RSS idle and 30 MB less under load (issue 15,
+# docs/design.md "Footprint"); V8 reads it only from the command line.
+ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=1", "/app/dist/src/cli/main.js"]
 CMD ["run", "--config", "/etc/sts-sidecar/config.yaml"]

@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { find, kustomize, podSpecOf, relativeToRepo, repoPath, type Obj } from './helpers/manifests.js';
+import { ENTRYPOINT_NODE_FLAGS } from '../src/cli/runtime-flags.js';
 
 interface Instruction {
   readonly keyword: string;
@@ -197,6 +198,8 @@ describe('Dockerfile', () => {
     const workdir = runtime.instructions.filter((i) => i.keyword === 'WORKDIR').at(-1)?.args ?? '/';
     const script = entrypoint.find((a) => a.endsWith('.js'))!;
     assert.ok(script, 'the entrypoint names a script');
+    // Issue 15: the node flags the memory sizing assumes (V8 reads them only from the command line).
+    for (const flag of ENTRYPOINT_NODE_FLAGS) assert.ok(entrypoint.indexOf(flag) > 0 && entrypoint.indexOf(flag) < entrypoint.indexOf(script), `ENTRYPOINT passes ${flag} to node`);
     // Map the image path back to the build stage's output, then to this checkout's build.
     const copy = copiesOf(runtime).find((c) => script.startsWith(posix.join(workdir, c.dest) + '/'));
     assert.ok(copy?.from === 'build', `${script} is copied from the build stage`);

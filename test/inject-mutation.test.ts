@@ -88,7 +88,7 @@ describe('injector: the mutation (AdmissionReview v1, RFC 6902 patch)', () => {
       ['startupProbe', 'readinessProbe', 'livenessProbe'].map((p) => ((sidecar![p] as Obj)['httpGet'] as Obj)['path']),
       ['/readyz', '/readyz', '/healthz'],
     );
-    assert.deepEqual(sidecar!['resources'], { requests: { cpu: '50m', memory: '128Mi' }, limits: { cpu: '500m', memory: '192Mi' } });
+    assert.deepEqual(sidecar!['resources'], { requests: { cpu: '50m', memory: '96Mi' }, limits: { cpu: '500m', memory: '144Mi' } });
     // The app container is untouched (no proxy-env asked), and so are the API server's own volumes.
     assert.deepEqual(spec(out)['containers'], spec(pod)['containers']);
     assert.ok(volumes(out).some((v) => v['name'] === 'kube-api-access-x7k2p'));

@@ -26,14 +26,15 @@ const defaultsSchema = z.strictObject({
   /** NO_PROXY / no_proxy with `sts-sidecar.io/proxy-env: "true"`: loopback and in-cluster names stay direct. */
   noProxy: z.string().default('localhost,127.0.0.1,::1,.svc,.cluster.local'),
   /**
-   * The sidecar's resources. Memory from the measured footprint (docs/benchmarks.md: RSS about
-   * 90 MB with one route, before and after load), as k8s/base/deployment.yaml sizes it; the
-   * figures issue 15 measures will replace these.
+   * The sidecar's resources, as k8s/base/deployment.yaml sizes them from `npm run bench`
+   * (issue 15, docs/benchmarks.md): memory request = max(idle RSS x 1.2, RSS under 50
+   * connections) = 96Mi; limit = the highest load or soak RSS x 1.5 = 144Mi; CPU request = CPU
+   * per request x rate x 1.25 + 5m idle (50m covers about 270 req/s).
    */
   resources: z
     .strictObject({
-      requests: z.strictObject({ cpu: quantity.default('50m'), memory: quantity.default('128Mi') }).prefault({}),
-      limits: z.strictObject({ cpu: quantity.default('500m'), memory: quantity.default('192Mi') }).prefault({}),
+      requests: z.strictObject({ cpu: quantity.default('50m'), memory: quantity.default('96Mi') }).prefault({}),
+      limits: z.strictObject({ cpu: quantity.default('500m'), memory: quantity.default('144Mi') }).prefault({}),
     })
     .prefault({}),
 });
