@@ -6,16 +6,15 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { checkConfigFiles, inspectConfigFiles } from '../src/config/check-files.js';
 import { createTestPki } from './helpers/pki.js';
 import { tempDir, type TempDir } from './helpers/loopback.js';
+import { runCli } from './helpers/cli.js';
 
-const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const exec = promisify(execFile);
 
 const OPENSSL = await exec('openssl', ['version']).then(
@@ -30,17 +29,7 @@ function jwt(claims: Record<string, unknown>): string {
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (args: string[], env: Record<string, string> = {}) => runCli(args, { env });
 
 /** The base64 body lines of a PEM: any of them in the output would be key material leaking. */
 function pemBodyLines(pem: string): string[] {

@@ -7,29 +7,17 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { certificateThumbprint } from '../src/tls/thumbprint.js';
 import { issueToken, oauthError, startFakeSts, type FakeSts } from './helpers/fake-sts.js';
 import { tempDir, type TempDir } from './helpers/loopback.js';
 import { createTestPki } from './helpers/pki.js';
+import { runCli } from './helpers/cli.js';
 
-const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const SUBJECT_TOKEN = 'subject-s3cr3t-token-value';
 
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (args: string[]) => runCli(args);
 
 /** An unsigned-looking JWT the STS "issues": bound to the client certificate it saw (RFC 8705 3.1). */
 function boundJwt(n: number, clientCertRaw: Buffer | undefined, audience: string | null): string {

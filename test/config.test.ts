@@ -4,12 +4,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ConfigValidationError, loadConfigFile, parseConfig, parseConfigText, type ConfigProblem } from '../src/config/load.js';
 import { tempDir, type TempDir } from './helpers/loopback.js';
+import { runCli } from './helpers/cli.js';
 
 const FULL_YAML = `
 proxy:
@@ -403,7 +402,6 @@ describe('reading configuration text and files', () => {
 });
 
 describe('sts-sidecar check-config', () => {
-  const bin = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
   let dir: TempDir;
   before(async () => {
     dir = await tempDir();
@@ -412,21 +410,7 @@ describe('sts-sidecar check-config', () => {
     await dir?.cleanup();
   });
 
-  function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-      child.on('error', reject);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-    });
-  }
+  const run = (args: string[]) => runCli(args);
 
   test('a valid file exits 0', async () => {
     const path = join(dir.path, 'valid.yaml');

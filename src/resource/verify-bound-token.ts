@@ -69,19 +69,7 @@ export async function verifyBoundToken(
   peerCertificate: PeerCertificateInput,
   options: VerifyBoundTokenOptions,
 ): Promise<BoundTokenPayload> {
-  let payload: JWTPayload;
-  try {
-    ({ payload } = await jwtVerify(token, keySetOf(options.jwks), {
-      issuer: typeof options.issuer === 'string' ? options.issuer : [...options.issuer],
-      audience: typeof options.audience === 'string' ? options.audience : [...options.audience],
-      // RFC 9068 section 4: exp is required; a token without one never expires.
-      requiredClaims: ['exp'],
-      algorithms: [...(options.algorithms ?? DEFAULT_ALGORITHMS)],
-      clockTolerance: options.clockToleranceSeconds ?? 5,
-    }));
-  } catch (err) {
-    throw invalidToken(err);
-  }
+  const payload = await verifyAccessTokenJwt(token, options);
 
   const cnf = payload['cnf'];
   if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf))) {
@@ -110,6 +98,25 @@ export async function verifyBoundToken(
 }
 
 /** The jose key-set function for `keys`, built once per URL or document (verify-dpop.ts uses it too). */
+/**
+ * The access token's signature, issuer, audience and expiry (RFC 9068 section 4: `exp` is
+ * required; a token without one never expires), whatever binds it. Throws BoundTokenError.
+ */
+export async function verifyAccessTokenJwt(token: string, options: Pick<VerifyBoundTokenOptions, 'jwks' | 'issuer' | 'audience' | 'algorithms' | 'clockToleranceSeconds'>): Promise<JWTPayload> {
+  try {
+    const { payload } = await jwtVerify(token, keySetOf(options.jwks), {
+      issuer: typeof options.issuer === 'string' ? options.issuer : [...options.issuer],
+      audience: typeof options.audience === 'string' ? options.audience : [...options.audience],
+      requiredClaims: ['exp'],
+      algorithms: [...(options.algorithms ?? DEFAULT_ALGORITHMS)],
+      clockTolerance: options.clockToleranceSeconds ?? 5,
+    });
+    return payload;
+  } catch (err) {
+    throw invalidToken(err);
+  }
+}
+
 export function keySetOf(keys: BoundTokenKeys): JWTVerifyGetKey {
   if (typeof keys === 'function') return keys;
   if (typeof keys === 'string' || keys instanceof URL) {

@@ -8,10 +8,10 @@
  * remembered, and a new proof needs the private key.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { jwtVerify, type JWTPayload } from 'jose';
+import type { JWTPayload } from 'jose';
 import { BoundTokenError } from '../errors.js';
 import { verifyDpopProof, type DpopProofCheck } from './dpop-proof.js';
-import { DEFAULT_ALGORITHMS, invalidToken, keySetOf, type BoundTokenKeys } from './verify-bound-token.js';
+import { verifyAccessTokenJwt, type BoundTokenKeys } from './verify-bound-token.js';
 
 export interface VerifyDpopRequestOptions extends Omit<DpopProofCheck, 'method' | 'url' | 'accessToken'> {
   readonly jwks: BoundTokenKeys;
@@ -39,18 +39,7 @@ export async function verifyDpopRequest(req: DpopRequestInput, url: string | URL
   const match = /^DPoP ([\x21-\x7e]+)$/i.exec(req.headers.authorization ?? '');
   if (!match) throw new BoundTokenError('ERR_BOUND_TOKEN_DPOP_MISMATCH', 'the request carries no DPoP access token (Authorization: DPoP, RFC 9449 section 7.1)');
   const token = match[1]!;
-  let payload: JWTPayload;
-  try {
-    ({ payload } = await jwtVerify(token, keySetOf(options.jwks), {
-      issuer: typeof options.issuer === 'string' ? options.issuer : [...options.issuer],
-      audience: typeof options.audience === 'string' ? options.audience : [...options.audience],
-      requiredClaims: ['exp'],
-      algorithms: [...(options.algorithms ?? DEFAULT_ALGORITHMS)],
-      clockTolerance: options.clockToleranceSeconds ?? 5,
-    }));
-  } catch (err) {
-    throw invalidToken(err);
-  }
+  const payload = await verifyAccessTokenJwt(token, options);
   const cnf = payload['cnf'];
   const jkt = typeof cnf === 'object' && cnf !== null ? (cnf as Record<string, unknown>)['jkt'] : undefined;
   if (typeof jkt !== 'string') throw new BoundTokenError('ERR_BOUND_TOKEN_DPOP_MISMATCH', 'the token is not DPoP-bound (no cnf.jkt, RFC 9449 section 6.1)');
