@@ -162,6 +162,16 @@ describe('DPoP through the sidecar with the reference STS and the exported verif
     assert.match(text, /sts_sidecar_route_binding_info\{route="api",binding="dpop"\} 1/);
   });
 
+  it('/status shows the DPoP key and the key each DPoP route\'s token is bound to, never the key itself', async () => {
+    const res = await request(`${h.sidecar.adminUrl}/status`);
+    const status = (await res.body.json()) as { dpopKey: { algorithm: string; thumbprint: string } | null; routes: Array<{ name: string; binding: string; token: { boundKeyThumbprint: string | null } }> };
+    assert.equal(status.dpopKey?.thumbprint, sidecarJkt());
+    const api = status.routes.find((r) => r.name === 'api')!;
+    assert.equal(api.binding, 'dpop');
+    assert.equal(api.token.boundKeyThumbprint, sidecarJkt());
+    assert.doesNotMatch(JSON.stringify(status), /"d":|PRIVATE KEY/);
+  });
+
   it('the local token endpoint never hands out a DPoP-bound token (ERR_TOKEN_DPOP_BOUND)', async () => {
     const reply = await postForm(`${h.sidecar.endpointUrls.token}/token`, {
       grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',

@@ -23,7 +23,7 @@ export function statusText(r: StatusReport): string {
     '',
     'TOKENS',
     ...table(
-      ['ROUTE', 'VALID', 'EXPIRES IN', 'REFRESHING', 'FAILURES', 'LAST ERROR', 'ISSUER', 'SUBJECT', 'AUDIENCE', 'BOUND TO'],
+      ['ROUTE', 'VALID', 'EXPIRES IN', 'REFRESHING', 'FAILURES', 'LAST ERROR', 'ISSUER', 'SUBJECT', 'AUDIENCE', 'BOUND TO', 'DPOP KEY'],
       r.routes.map(({ name, token: t }) => [
         name,
         t.valid ? 'yes' : 'no',
@@ -35,6 +35,7 @@ export function statusText(r: StatusReport): string {
         t.subject,
         t.audience?.join(',') ?? null,
         t.boundThumbprint,
+        t.boundKeyThumbprint,
       ]),
     ),
   );

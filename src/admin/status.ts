@@ -80,6 +80,8 @@ export interface RouteReport {
     readonly consecutiveFailures: number;
     readonly lastErrorCode: string | null;
     readonly boundThumbprint: string | null;
+    /** The DPoP key's JWK thumbprint (RFC 7638) the token is bound to. */
+    readonly boundKeyThumbprint: string | null;
     readonly issuer: string | null;
     readonly subject: string | null;
     readonly audience: readonly string[] | null;
@@ -145,6 +147,7 @@ function routeReport(r: Config['routes'][number], t: RouteTokenStatus | undefine
       consecutiveFailures: t?.consecutiveFailures ?? 0,
       lastErrorCode: t?.lastErrorCode ?? null,
       boundThumbprint: t?.boundThumbprint ?? null,
+      boundKeyThumbprint: t?.boundKeyThumbprint ?? null,
       issuer: t?.issuer ?? null,
       subject: t?.subject ?? null,
       audience: t?.audience ?? null,

@@ -92,6 +92,8 @@ export interface RouteTokenStatus {
    * 3.1), else the thumbprint of the identity it was obtained with; undefined without either.
    */
   readonly boundThumbprint?: string | undefined;
+  /** For /status: the DPoP key the current token is bound to, its `cnf.jkt` (RFC 9449 6.1), else the key it was obtained with. */
+  readonly boundKeyThumbprint?: string | undefined;
   /** The current token's `iss`, `sub` and `aud` when it is a JWT (decoded, never shown). */
   readonly issuer?: string | undefined;
   readonly subject?: string | undefined;
@@ -242,7 +244,8 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     let claims = claimsOf.get(token);
     if (claims === undefined) claimsOf.set(token, (claims = publicClaims(token.accessToken) ?? null));
     return {
-      boundThumbprint: claims?.boundThumbprint ?? token.dpop?.thumbprint ?? token.identity?.thumbprint,
+      boundThumbprint: claims?.boundThumbprint ?? token.identity?.thumbprint,
+      boundKeyThumbprint: claims?.boundKeyThumbprint ?? token.dpop?.thumbprint,
       issuer: claims?.issuer,
       subject: claims?.subject,
       audience: claims?.audience,

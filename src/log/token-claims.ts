@@ -18,6 +18,8 @@ export interface PublicClaims {
   readonly expiresAt?: string;
   /** `cnf.x5t#S256` (RFC 8705 3.1): the certificate the token is bound to. */
   readonly boundThumbprint?: string;
+  /** `cnf.jkt` (RFC 9449 6.1): the DPoP key the token is bound to. */
+  readonly boundKeyThumbprint?: string;
 }
 
 /** The public claims of a compact JWS, or undefined when `value` is not one. */
@@ -43,6 +45,6 @@ export function publicClaims(value: string): PublicClaims | undefined {
   // RFC 8705 3.1 (a certificate) or RFC 9449 6.1 (a DPoP key).
   const jkt = typeof cnf === 'object' && cnf !== null ? (cnf as Record<string, unknown>)['jkt'] : undefined;
   if (typeof x5t === 'string') claims.boundThumbprint = scrub(x5t, 128);
-  else if (typeof jkt === 'string') claims.boundThumbprint = scrub(jkt, 128);
+  if (typeof jkt === 'string') claims.boundKeyThumbprint = scrub(jkt, 128);
   return claims;
 }
