@@ -30,6 +30,7 @@ import type { LogThrottle } from './log/throttle.js';
 import type { DialPolicy } from './proxy/forward/dial-policy.js';
 import { startProxyFromConfig } from './proxy/from-config.js';
 import { stsClientsFromConfig } from './sts/profiles-from-config.js';
+import { usesDpop } from './sts/profiles.js';
 import type { WorkloadIdentity } from './tls/identity.js';
 import { identityFromConfig } from './tls/identity-from-config.js';
 
@@ -119,7 +120,7 @@ async function build(config: Config, number: number, shared: Shared, own: Owned)
   const stsClients = await stsClientsFromConfig(config, { identity, redactor, resources, onSourceError: (key) => logSourceError(logger, key) });
   const observer = withExchangeLogs(metrics.tokenObserver, logger);
   // A reload keeps the DPoP key while dpop.* is unchanged (issue 16): tokens bound to it stay good.
-  const dpopSettings = { dpop: config.dpop, used: config.routes.some((r) => r.binding === 'dpop') };
+  const dpopSettings = { dpop: config.dpop, used: usesDpop(config) };
   const dpopKeys = await carried.keep('dpop-key', dpopSettings, (res) => dpopKeysFromConfig(config, { logger, resources: res }));
   const tokens = tokenProviderFromConfig(config, { credentials, stsClients, identity, dpopKeys, observer, redactor, resources });
 

@@ -14,7 +14,7 @@ import { createAdminHandler } from './server.js';
 import { statusReport, type ConfigInfo, type ListenerInfo, type SubjectTokenInfo } from './status.js';
 import { createStsResults, routeProfile, type StsResults } from './sts-results.js';
 import { registerStateGauges } from './state-gauges.js';
-import { stsProfileConfigs } from '../sts/profiles.js';
+import { effectiveBinding, stsProfileConfigs } from '../sts/profiles.js';
 
 export type { ConfigInfo, ListenerInfo, SubjectTokenInfo } from './status.js';
 
@@ -52,7 +52,7 @@ function registerBindingInfo(metrics: SidecarMetrics): (config: Config) => void 
     const profiles = new Map(stsProfileConfigs(config).map((p) => [p.name, p.sts]));
     for (const r of config.routes) {
       const certificate = config.identity !== undefined && (profiles.get(r.sts) ?? config.sts).clientCertificate;
-      info.labels(r.name, r.binding === 'dpop' ? 'dpop' : certificate ? 'certificate' : 'none').set(1);
+      info.labels(r.name, effectiveBinding(config, r).binding === 'dpop' ? 'dpop' : certificate ? 'certificate' : 'none').set(1);
     }
   };
 }

@@ -7,7 +7,7 @@
  * sources by where they are read from, the identity by its certificate; no key, no client
  * secret, no token value is read into the report.
  */
-import { stsProfileConfigs } from '../sts/profiles.js';
+import { effectiveBinding, stsProfileConfigs } from '../sts/profiles.js';
 import type { RouteTokenStatus } from '../cache/token-provider.js';
 import type { Config } from '../config/schema.js';
 import { publicClaims } from '../log/token-claims.js';
@@ -71,7 +71,7 @@ export interface RouteReport {
   readonly upstreamProtocol: string;
   readonly lazy: boolean;
   readonly sts: string;
-  /** How the route's tokens are bound: `dpop` (RFC 9449), else as the STS binds them (`auto`). */
+  /** How the route's tokens are bound, its STS profile's `binding` included: `dpop` (RFC 9449), else as the STS binds them (`auto`). */
   readonly binding: string;
   readonly token: {
     readonly valid: boolean;
@@ -108,7 +108,7 @@ export interface SubjectTokenReport {
 export function statusReport(s: StatusSources): StatusReport {
   const config = s.config();
   const tokens = new Map(s.tokenStatus().map((t) => [t.route, t]));
-  const routes = config.routes.map((r) => routeReport(r, tokens.get(r.name)));
+  const routes = config.routes.map((r) => routeReport(r, effectiveBinding(config, r).binding, tokens.get(r.name)));
   const accepting = s.accepting();
   const results = s.stsResults();
   const profiles = new Set([DEFAULT_PROFILE, ...routes.map((r) => r.sts), ...Object.keys(results)]);
@@ -130,7 +130,7 @@ export function statusReport(s: StatusSources): StatusReport {
   };
 }
 
-function routeReport(r: Config['routes'][number], t: RouteTokenStatus | undefined): RouteReport {
+function routeReport(r: Config['routes'][number], binding: string, t: RouteTokenStatus | undefined): RouteReport {
   return {
     name: r.name,
     match: { host: r.host ?? null, pathPrefix: r.pathPrefix, listen: r.listen ? `${r.listen.host}:${r.listen.port}` : null },
@@ -139,7 +139,7 @@ function routeReport(r: Config['routes'][number], t: RouteTokenStatus | undefine
     upstreamProtocol: r.upstreamProtocol,
     lazy: r.lazy,
     sts: routeProfile(r),
-    binding: r.binding,
+    binding,
     token: {
       valid: t?.valid ?? false,
       expiresInSeconds: t?.expiresInSeconds === undefined ? null : Math.floor(t.expiresInSeconds),

@@ -10,7 +10,7 @@ import { withCertificateBinding } from '../sts/certificate-binding.js';
 import type { Exchange } from '../sts/client.js';
 import { withDpopBinding } from '../sts/dpop-binding.js';
 import { routeSubjectTokenConfigs } from '../credentials/subject-tokens-from-config.js';
-import { stsProfileConfigs } from '../sts/profiles.js';
+import { effectiveBinding, stsProfileConfigs } from '../sts/profiles.js';
 import type { StsClients } from '../sts/profiles-from-config.js';
 import { createTokenProvider, type RouteExchange, type TokenProvider, type TokenProviderOptions } from './token-provider.js';
 
@@ -20,7 +20,7 @@ export interface TokenProviderContext {
   /** Each profile's STS client. */
   readonly stsClients: Pick<StsClients, 'client'>;
   readonly identity: TokenProviderOptions['identity'];
-  /** The DPoP key, when a route has `binding: dpop` (dpop/from-config.ts). */
+  /** The DPoP key, when a route is DPoP-bound (dpop/from-config.ts). */
   readonly dpopKeys?: TokenProviderOptions['dpopKeys'];
   readonly observer: TokenProviderOptions['observer'];
   readonly redactor: Redactor;
@@ -42,7 +42,7 @@ export function tokenProviderFromConfig(config: Config, parts: TokenProviderCont
   };
   const tokens = createTokenProvider({
     routes: config.routes.map((route) => ({
-      ...routeExchange(route),
+      ...routeExchange(config, route),
       credentials: { subjectTokens: credentials.forRoute(route.name).tokens, actorToken: credentials.actorTokenOf(route.sts), exchange: exchangeAt(route.sts) },
     })),
     subjectTokens: credentials.subjectTokens,
@@ -74,11 +74,12 @@ export function routeFingerprints(config: Config): Map<string, string> {
   const subjectTokens = new Map(routeSubjectTokenConfigs(config).map((s) => [s.route, s.config]));
   const shared = { identity: config.identity ?? null, dpop: config.dpop, cache: config.cache };
   return new Map(
-    config.routes.map((r) => [r.name, JSON.stringify({ ...shared, sts: profiles.get(r.sts), subjectToken: subjectTokens.get(r.name), exchange: routeExchange(r) })]),
+    config.routes.map((r) => [r.name, JSON.stringify({ ...shared, sts: profiles.get(r.sts), subjectToken: subjectTokens.get(r.name), exchange: routeExchange(config, r) })]),
   );
 }
 
-function routeExchange(route: RouteConfig): RouteExchange {
+function routeExchange(config: Config, route: RouteConfig): RouteExchange {
+  const binding = effectiveBinding(config, route);
   return {
     name: route.name,
     lazy: route.lazy,
@@ -90,6 +91,6 @@ function routeExchange(route: RouteConfig): RouteExchange {
       requestedTokenType: route.requestedTokenType,
       options: route.options,
     },
-    ...(route.binding === 'dpop' ? { dpop: { allowBearer: route.dpop?.allowBearer ?? false } } : {}),
+    ...(binding.binding === 'dpop' ? { dpop: { allowBearer: binding.allowBearer } } : {}),
   };
 }

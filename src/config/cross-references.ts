@@ -7,6 +7,7 @@
 import { isIP } from 'node:net';
 import type { z } from 'zod';
 import type { ListenAddress } from '../http/listen-address.js';
+import { checkProfileBinding, checkRouteBindings, type BindingSettings, type ProfileLookup } from './dpop-schema.js';
 
 /** The name the top-level `sts` goes by in `routes[].sts`, logs and /status (issue 13). */
 export const DEFAULT_STS_PROFILE = 'default';
@@ -75,6 +76,19 @@ export function checkCrossReferences(c: Record<string, unknown>, ctx: z.Refineme
   });
   checkEndpoints(c, ctx, names, listens);
   checkRouteProfiles(c, routes, ctx);
+  checkRouteBindings(routes, profileLookup(c), ctx);
+}
+
+/** Issue 16: a route's profile as the binding check needs it (unknown names are checkRouteProfiles' to report). */
+function profileLookup(c: Record<string, unknown>): ProfileLookup {
+  return (sts) => {
+    const name = sts === undefined ? DEFAULT_PROFILE : sts;
+    if (typeof name !== 'string') return undefined;
+    const profiles = c['stsProfiles'] as Record<string, unknown> | undefined;
+    const value = name === DEFAULT_PROFILE ? c['sts'] : typeof profiles === 'object' && profiles !== null && Object.hasOwn(profiles, name) ? profiles[name] : undefined;
+    if (typeof value !== 'object' || value === null) return undefined;
+    return { name, keyPath: name === DEFAULT_PROFILE ? 'sts' : `stsProfiles.${name}`, settings: value as BindingSettings };
+  };
 }
 
 /** Each STS profile (the top-level `sts` and every `stsProfiles` entry) on its own: transport and client auth. */
@@ -94,6 +108,7 @@ function checkSts(value: unknown, path: PropertyKey[], c: Record<string, unknown
   const sts = value as { url?: unknown; allowInsecureHttp?: unknown; clientAuth?: { method?: unknown; key?: unknown } } | undefined;
   if (typeof sts !== 'object' || sts === null) return;
   const where = path.join('.');
+  checkProfileBinding(sts as BindingSettings, path, ctx);
   if (sts.url instanceof URL && sts.url.protocol === 'http:' && sts.allowInsecureHttp !== true && !isLoopbackHost(sts.url.hostname)) {
     ctx.addIssue({
       code: 'custom',

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { ListenAddress } from '../http/listen-address.js';
 import { TOKEN_TYPE } from '../oauth/urns.js';
 import { checkCrossReferences, DEFAULT_STS_PROFILE } from './cross-references.js';
-import { checkRouteBinding, dpopSchema, routeBindingFields } from './dpop-schema.js';
+import { dpopSchema, profileBindingFields, routeBindingFields } from './dpop-schema.js';
 import { exactlyOneSource, httpUrl, listenAddress, nonEmpty, routeHost, seconds, secretFields, secretSource, stringList } from './fields.js';
 
 export { DEFAULT_STS_PROFILE, TOKEN_TYPE, type ListenAddress };
@@ -78,6 +78,8 @@ const stsSchema = z
     maxResponseBytes: z.number().int().min(1024).default(1024 * 1024),
     /** Plain-http STS URLs off loopback send the subject token in clear; require saying so. */
     allowInsecureHttp: z.boolean().default(false),
+    /** Issue 16: `binding: dpop` makes every route at this profile DPoP-bound (RFC 9449); see dpop-schema.ts. */
+    ...profileBindingFields,
   });
 
 /**
@@ -154,8 +156,9 @@ const routeSchema = z
     intercept: z.boolean().default(false),
     ...routeBindingFields,
   })
+  // The DPoP rules (binding: dpop needs upstream and the Authorization header) depend on the
+  // route's STS profile too: checked with the cross-references.
   .superRefine((r, ctx) => {
-    checkRouteBinding(r, ctx);
     if (!r.upstream) {
       if (r.host || r.listen) ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'is required when the route has "host" or "listen"' });
       return;
@@ -306,7 +309,7 @@ export const configSchema = z
     sts: stsSchema,
     stsProfiles: z.record(profileName, stsProfileSchema).optional(),
     identity: identitySchema.optional(),
-    /** The DPoP key (RFC 9449) proved by routes with `binding: dpop`. */
+    /** The DPoP key (RFC 9449) proved by routes with `binding: dpop` (their own or their STS profile's). */
     dpop: dpopSchema.prefault({}),
     cache: cacheSchema.prefault({}),
     limits: limitsSchema.prefault({}),

@@ -1,11 +1,12 @@
 /**
- * The DPoP key of `config.dpop`, opened only when a route has `binding: dpop`: generated at
- * start, or read from `dpop.key` and watched. Its thumbprint is public (it is in every token
+ * The DPoP key of `config.dpop`, opened only when a route is DPoP-bound (`binding: dpop` on
+ * it or on its STS profile): generated at start, or read from `dpop.key` and watched. Its thumbprint is public (it is in every token
  * bound to it) and is logged; the key itself never is.
  */
 import type { Config } from '../config/schema.js';
 import type { Deferrer } from '../lifecycle/resources.js';
 import type { Logger } from '../log/logger.js';
+import { usesDpop } from '../sts/profiles.js';
 import { openDpopKeySource, type DpopKeySource } from './key-source.js';
 
 export interface DpopContext {
@@ -14,7 +15,7 @@ export interface DpopContext {
 }
 
 export async function dpopKeysFromConfig(config: Config, { logger, resources }: DpopContext): Promise<DpopKeySource | undefined> {
-  if (!config.routes.some((r) => r.binding === 'dpop')) return undefined;
+  if (!usesDpop(config)) return undefined;
   const settings = config.dpop;
   const keys = await openDpopKeySource({
     path: settings.key,
