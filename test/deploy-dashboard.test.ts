@@ -177,7 +177,7 @@ describe('Grafana dashboard and Prometheus rules against a live /metrics', () =>
     ]) {
       assert.ok(exposed.labels.has(name), `no ${name} samples after the requests`);
     }
-    assert.deepEqual([...exposed.labels.get('sts_sidecar_proxy_requests_total')!].sort(), ['grpc_status', 'protocol', 'route', 'status_class']);
+    assert.deepEqual([...exposed.labels.get('sts_sidecar_proxy_requests_total')!].sort(), ['binding', 'grpc_status', 'protocol', 'route', 'status_class']);
   });
 
   it('the PromQL reader finds names, matchers and groupings, and reports what is not exported', () => {

@@ -160,6 +160,9 @@ describe('DPoP through the sidecar with the reference STS and the exported verif
   it('/metrics names each route binding', async () => {
     const text = await (await request(`${h.sidecar.adminUrl}/metrics`)).body.text();
     assert.match(text, /sts_sidecar_route_binding_info\{route="api",binding="dpop"\} 1/);
+    // Issue 16: the binding is a label of the exchange and request series too.
+    assert.match(text, /sts_sidecar_sts_exchanges_total\{route="api",result="success",binding="dpop"\} [1-9]/);
+    assert.match(text, /sts_sidecar_proxy_requests_total\{route="api",status_class="2xx",protocol="h1",grpc_status="none",binding="dpop"\} [1-9]/);
   });
 
   it('/status shows the DPoP key and the key each DPoP route\'s token is bound to, never the key itself', async () => {

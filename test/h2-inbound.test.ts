@@ -234,10 +234,10 @@ describe('HTTP/2 from apps (issue 12, inbound)', () => {
 
     it('metrics: protocol and grpc_status labels', async () => {
       const text = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
-      assert.match(text, /sts_sidecar_proxy_requests_total\{route="locked",status_class="2xx",protocol="h2",grpc_status="unauthenticated"\} 1/);
-      assert.match(text, /sts_sidecar_proxy_requests_total\{route="unmatched",status_class="2xx",protocol="h2",grpc_status="not_found"\} 1/);
-      assert.match(text, /sts_sidecar_proxy_requests_total\{route="orders",status_class="2xx",protocol="h1",grpc_status="none"\} [1-9]/);
-      assert.match(text, /sts_sidecar_proxy_requests_total\{route="orders",status_class="2xx",protocol="h2",grpc_status="none"\} [1-9]/);
+      assert.match(text, /sts_sidecar_proxy_requests_total\{route="locked",status_class="2xx",protocol="h2",grpc_status="unauthenticated",binding="none"\} 1/);
+      assert.match(text, /sts_sidecar_proxy_requests_total\{route="unmatched",status_class="2xx",protocol="h2",grpc_status="not_found",binding="none"\} 1/);
+      assert.match(text, /sts_sidecar_proxy_requests_total\{route="orders",status_class="2xx",protocol="h1",grpc_status="none",binding="none"\} [1-9]/);
+      assert.match(text, /sts_sidecar_proxy_requests_total\{route="orders",status_class="2xx",protocol="h2",grpc_status="none",binding="none"\} [1-9]/);
     });
   });
 });

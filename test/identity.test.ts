@@ -192,7 +192,7 @@ test('RFC 8705 3.1: a token bound to another certificate is discarded, re-exchan
   assert.equal(upstream.requests.length, 0, 'nothing reached the upstream');
   const metrics = await (await request(`${h.sidecar.adminUrl}/metrics`)).body.text();
   assert.match(metrics, /sts_sidecar_token_binding_mismatches_total\{route="api"\} 2/);
-  assert.match(metrics, /sts_sidecar_sts_exchanges_total\{route="api",result="binding_mismatch"\} 1/);
+  assert.match(metrics, /sts_sidecar_sts_exchanges_total\{route="api",result="binding_mismatch",binding="certificate"\} 1/);
 
   // The STS now binds to alice, in the padded standard-base64 spelling the seed's STS uses.
   const padded = Buffer.from(certificateThumbprint(alice.certificate), 'base64url').toString('base64');

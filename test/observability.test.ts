@@ -99,11 +99,11 @@ describe('observability', () => {
 
       const metrics = await (await request(`${h.sidecar.adminUrl}/metrics`)).body.text();
       for (const series of [
-        'sts_sidecar_sts_exchanges_total{route="good",result="success"} 1',
+        'sts_sidecar_sts_exchanges_total{route="good",result="success",binding="none"} 1',
         'sts_sidecar_sts_exchange_duration_seconds_count{route="good"} 1',
         'sts_sidecar_token_cache_hits_total{route="good"} 1',
-        'sts_sidecar_proxy_requests_total{route="good",status_class="2xx",protocol="h1",grpc_status="none"} 1',
-        'sts_sidecar_proxy_requests_total{route="unmatched",status_class="4xx",protocol="h1",grpc_status="none"} 1',
+        'sts_sidecar_proxy_requests_total{route="good",status_class="2xx",protocol="h1",grpc_status="none",binding="none"} 1',
+        'sts_sidecar_proxy_requests_total{route="unmatched",status_class="4xx",protocol="h1",grpc_status="none",binding="none"} 1',
         'sts_sidecar_proxy_request_duration_seconds_count{route="good"} 1',
         'sts_sidecar_token_valid{route="good"} 1',
         'sts_sidecar_token_valid{route="lazy"} 0',

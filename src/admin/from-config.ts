@@ -52,7 +52,9 @@ function registerBindingInfo(metrics: SidecarMetrics): (config: Config) => void 
     const profiles = new Map(stsProfileConfigs(config).map((p) => [p.name, p.sts]));
     for (const r of config.routes) {
       const certificate = config.identity !== undefined && (profiles.get(r.sts) ?? config.sts).clientCertificate;
-      info.labels(r.name, effectiveBinding(config, r).binding === 'dpop' ? 'dpop' : certificate ? 'certificate' : 'none').set(1);
+      const binding = effectiveBinding(config, r).binding === 'dpop' ? 'dpop' : certificate ? 'certificate' : 'none';
+      info.labels(r.name, binding).set(1);
+      metrics.setBinding(r.name, binding);
     }
   };
 }

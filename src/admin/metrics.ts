@@ -29,7 +29,12 @@ export interface SidecarMetrics {
    * series of a removed route stay; the label stays bounded by the names ever configured.
    */
   knowRoutes(routeNames: readonly string[]): void;
+  /** How a route's tokens are bound (none, certificate, dpop): the `binding` label (issue 16). */
+  setBinding(route: string, binding: TokenBinding): void;
 }
+
+/** How a route's tokens are bound: not at all, to the identity's certificate (RFC 8705), to the DPoP key (RFC 9449). */
+export type TokenBinding = 'none' | 'certificate' | 'dpop';
 
 /**
  * The registry and the observers the parts report to. Gauges that read a part's state
@@ -41,11 +46,13 @@ export function createMetrics(routeNames: readonly string[]): SidecarMetrics {
   const known = new Set(routeNames);
   // Anything not configured is folded into one value so a label can never grow without bound.
   const routeLabel = (route: string) => (known.has(route) ? route : 'unmatched');
+  const bindings = new Map<string, TokenBinding>();
+  const bindingLabel = (route: string): TokenBinding => bindings.get(route) ?? 'none';
 
   const exchanges = new Counter({
     name: `${METRIC_PREFIX}sts_exchanges_total`,
-    help: 'Token exchanges at the STS, by route and result (success, oauth_error, invalid_response, timeout, unreachable, server_error, subject_token_error, binding_mismatch, error).',
-    labelNames: ['route', 'result'] as const,
+    help: 'Token exchanges at the STS, by route, result (success, oauth_error, invalid_response, timeout, unreachable, server_error, subject_token_error, binding_mismatch, error) and the binding asked for (none, certificate, dpop).',
+    labelNames: ['route', 'result', 'binding'] as const,
     registers: [registry],
   });
   const exchangeDuration = new Histogram({
@@ -85,11 +92,11 @@ export function createMetrics(routeNames: readonly string[]): SidecarMetrics {
     labelNames: ['route'] as const,
     registers: [registry],
   });
-  const requestTally = new Tally('route', 'status_class', 'protocol', 'grpc_status');
+  const requestTally = new Tally('route', 'status_class', 'protocol', 'grpc_status', 'binding');
   new Counter({
     name: `${METRIC_PREFIX}proxy_requests_total`,
-    help: 'Requests and upgrades handled by the proxy, by route ("unmatched" when none), response status class (1xx..5xx; "aborted" when the response never completed), protocol (h1, h2) and gRPC status (the code\'s name, e.g. ok, unavailable; "none" when not gRPC).',
-    labelNames: ['route', 'status_class', 'protocol', 'grpc_status'] as const,
+    help: 'Requests and upgrades handled by the proxy, by route ("unmatched" when none), response status class (1xx..5xx; "aborted" when the response never completed), protocol (h1, h2), gRPC status (the code\'s name, e.g. ok, unavailable; "none" when not gRPC) and the route\'s token binding (none, certificate, dpop).',
+    labelNames: ['route', 'status_class', 'protocol', 'grpc_status', 'binding'] as const,
     registers: [registry],
     collect() {
       requestTally.publish(this);
@@ -167,7 +174,7 @@ export function createMetrics(routeNames: readonly string[]): SidecarMetrics {
     cacheHit: (route) => hitTally.inc(route, routeLabel(route)),
     cacheMiss: (route) => cacheMisses.labels(routeLabel(route)).inc(),
     exchanged(route: string, seconds: number, error?: unknown) {
-      exchanges.labels(routeLabel(route), exchangeResult(error)).inc();
+      exchanges.labels(routeLabel(route), exchangeResult(error), bindingLabel(route)).inc();
       exchangeDuration.labels(routeLabel(route)).observe(seconds);
     },
     invalidated: (route) => invalidations.labels(routeLabel(route)).inc(),
@@ -182,7 +189,8 @@ export function createMetrics(routeNames: readonly string[]): SidecarMetrics {
       // Both from closed sets (proxy/outcome.ts, proxy/h2/grpc.ts).
       const protocol = detail?.protocol ?? 'h1';
       const grpc = detail?.grpcStatus ?? 'none';
-      requestTally.inc(`${r} ${cls} ${protocol} ${grpc}`, r, cls, protocol, grpc);
+      const binding = bindingLabel(r);
+      requestTally.inc(`${r} ${cls} ${protocol} ${grpc} ${binding}`, r, cls, protocol, grpc, binding);
       durationChild(r).observe(seconds);
     },
     retriedAfter401: (route) => retries.labels(routeLabel(route)).inc(),
@@ -190,7 +198,8 @@ export function createMetrics(routeNames: readonly string[]): SidecarMetrics {
   const identityObserver: IdentityObserver = { rotated: () => rotations.inc(), reloadFailed: () => reloadErrors.inc() };
   const endpointObserver = createEndpointMetrics(registry, known);
   const knowRoutes = (names: readonly string[]) => names.forEach((n) => known.add(n));
-  return { registry, tokenObserver, proxyObserver, identityObserver, forwardObserver, connectionObserver, endpointObserver, knowRoutes };
+  const setBinding = (route: string, binding: TokenBinding) => void bindings.set(route, binding);
+  return { registry, tokenObserver, proxyObserver, identityObserver, forwardObserver, connectionObserver, endpointObserver, knowRoutes, setBinding };
 }
 
 /** Counts per label set, kept as plain numbers between scrapes. */
