@@ -8,6 +8,7 @@
  *   that started it, its outcome recorded on the entry.
  * - refresh-schedule.ts: refresh-ahead, and timers that are all bounded (issue 10 item 4).
  * - backoff.ts: exponential backoff with jitter after failures.
+ * - token-status.ts: what /readyz, /status and the gauges may know of each token.
  *
  * On STS failure the current token is served until it really expires while retries back
  * off; after expiry requests fail closed with TokenUnavailableError, which carries the root
@@ -17,17 +18,16 @@
  * (issue 10 item 5). The RFC 8705 binding check wraps the exchange (sts/certificate-binding.ts)
  * and the metric labels of its outcomes live in admin/exchange-result.ts.
  */
-import { DEFAULT_STS_PROFILE } from '../config/cross-references.js';
-import { SidecarError, TokenUnavailableError } from '../errors.js';
+import { TokenUnavailableError } from '../errors.js';
 import type { SubjectToken, SubjectTokenProvider } from '../credentials/subject-token.js';
 import { createRedactor, type Redactor } from '../log/redact.js';
-import { publicClaims, type PublicClaims } from '../log/token-claims.js';
 import type { DpopKey } from '../dpop/key.js';
 import type { BindingObserver } from '../sts/certificate-binding.js';
 import type { Exchange } from '../sts/client.js';
 import type { IdentityGeneration } from '../tls/identity.js';
 import type { CachedToken } from './cached-token.js';
 import { EntryTable, type CarriedEntry, type Entry } from './entries.js';
+import { createStatusReader, type RouteTokenStatus } from './token-status.js';
 import { createEntryRefresh, type ExchangeObserver } from './entry-refresh.js';
 import { NODE_TIMERS, RefreshSchedule, type Timers } from './refresh-schedule.js';
 import type { ActorToken, RouteExchange } from './route-exchange.js';
@@ -35,6 +35,7 @@ import type { ActorToken, RouteExchange } from './route-exchange.js';
 export type { CachedToken } from './cached-token.js';
 export type { ActorToken, RouteCredentials, RouteExchange } from './route-exchange.js';
 export type { CarriedEntry } from './entries.js';
+export type { RouteTokenStatus } from './token-status.js';
 export { MAX_TIMER_DELAY_MS, type Timers } from './refresh-schedule.js';
 
 /** What the provider needs of the workload identity. */
@@ -77,28 +78,6 @@ export interface TokenProvider {
   close(): void;
 }
 
-export interface RouteTokenStatus {
-  readonly route: string;
-  readonly lazy: boolean;
-  readonly valid: boolean;
-  readonly expiresInSeconds: number | undefined;
-  readonly refreshing: boolean;
-  readonly consecutiveFailures: number;
-  readonly lastErrorCode: string | undefined;
-  /** The route's STS profile (issue 13); set by the provider, optional only for hand-built values. */
-  readonly sts?: string;
-  /**
-   * For /status: the certificate the current token is bound to, its `cnf.x5t#S256` (RFC 8705
-   * 3.1), else the thumbprint of the identity it was obtained with; undefined without either.
-   */
-  readonly boundThumbprint?: string | undefined;
-  /** For /status: the DPoP key the current token is bound to, its `cnf.jkt` (RFC 9449 6.1), else the key it was obtained with. */
-  readonly boundKeyThumbprint?: string | undefined;
-  /** The current token's `iss`, `sub` and `aud` when it is a JWT (decoded, never shown). */
-  readonly issuer?: string | undefined;
-  readonly subject?: string | undefined;
-  readonly audience?: readonly string[] | undefined;
-}
 
 /**
  * Hooks for metrics and logs; the cache itself stays free of prom-client and pino. The
@@ -237,38 +216,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     return true;
   }
 
-  /** Decoded once per token: the gauges read status() at every scrape. */
-  const claimsOf = new WeakMap<CachedToken, PublicClaims | null>();
-  const tokenFacts = (token: CachedToken | undefined) => {
-    if (!token) return {};
-    let claims = claimsOf.get(token);
-    if (claims === undefined) claimsOf.set(token, (claims = publicClaims(token.accessToken) ?? null));
-    return {
-      boundThumbprint: claims?.boundThumbprint ?? token.identity?.thumbprint,
-      boundKeyThumbprint: claims?.boundKeyThumbprint ?? token.dpop?.thumbprint,
-      issuer: claims?.issuer,
-      subject: claims?.subject,
-      audience: claims?.audience,
-    };
-  };
-
-  function status(t = now()): RouteTokenStatus[] {
-    return options.routes.map((route) => {
-      const best = table.latest(route);
-      const lastError = best?.lastError;
-      return {
-        ...tokenFacts(best?.token),
-        route: route.name,
-        lazy: route.lazy,
-        valid: best?.token !== undefined && t < best.usableUntil,
-        expiresInSeconds: best?.token ? Math.max(0, (best.token.expiresAt - t) / 1000) : undefined,
-        refreshing: best?.inflight !== undefined,
-        consecutiveFailures: best?.consecutiveFailures ?? 0,
-        lastErrorCode: lastError instanceof SidecarError ? lastError.code : lastError ? 'ERR_UNKNOWN' : undefined,
-        sts: route.sts ?? DEFAULT_STS_PROFILE,
-      };
-    });
-  }
+  const status = createStatusReader(options.routes, table, now);
 
   async function warmUp(): Promise<void> {
     const t = now();
