@@ -48,7 +48,8 @@ export interface IdentitySource {
 /** What the provider needs of the DPoP key (RFC 9449), for routes with `binding: dpop`. */
 export interface DpopKeys {
   current(): DpopKey;
-  onChange(listener: () => void): void;
+  /** Returns a function that removes the listener. */
+  onChange(listener: () => void): () => void;
 }
 
 export interface TokenProvider {
@@ -263,9 +264,9 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
   };
   const subjectSources = new Set([options.subjectTokens, ...options.routes.map((r) => refresh.credentials(r).subjectTokens)]);
   for (const source of subjectSources) source.onChange(refreshActiveRoutes((r) => refresh.credentials(r).subjectTokens === source));
-  // The identity may outlive this provider (a reload keeps it): stop listening at close.
+  // The identity and the DPoP key may outlive this provider (a reload keeps them): stop listening at close.
   const stopWatchingIdentity = options.identity?.onChange(refreshActiveRoutes(() => true));
-  dpopKeys?.onChange(refreshActiveRoutes((r) => r.dpop !== undefined));
+  const stopWatchingDpopKey = dpopKeys?.onChange(refreshActiveRoutes((r) => r.dpop !== undefined));
 
   return {
     getToken,
@@ -277,6 +278,7 @@ export function createTokenProvider(options: TokenProviderOptions): TokenProvide
     close() {
       closed = true;
       stopWatchingIdentity?.();
+      stopWatchingDpopKey?.();
       schedule.close();
       table.forgetAll();
     },

@@ -11,7 +11,8 @@ import { dpopKeyFromText, generateDpopKey, parseDpopPrivateKey, type DpopAlgorit
 
 export interface DpopKeySource {
   current(): DpopKey;
-  onChange(listener: () => void): void;
+  /** Returns a function that removes the listener (a reload keeps the key, not its listeners). */
+  onChange(listener: () => void): () => void;
   close(): void;
 }
 
@@ -26,7 +27,7 @@ export interface DpopKeySourceOptions {
 }
 
 export function staticDpopKeySource(key: DpopKey): DpopKeySource {
-  return { current: () => key, onChange: () => {}, close: () => {} };
+  return { current: () => key, onChange: () => () => {}, close: () => {} };
 }
 
 export async function openDpopKeySource(options: DpopKeySourceOptions): Promise<DpopKeySource> {
@@ -66,7 +67,13 @@ export async function openDpopKeySource(options: DpopKeySourceOptions): Promise<
   }
   return {
     current: () => key,
-    onChange: (l) => void listeners.push(l),
+    onChange(l) {
+      listeners.push(l);
+      return () => {
+        const i = listeners.indexOf(l);
+        if (i >= 0) listeners.splice(i, 1);
+      };
+    },
     close: () => file.close(),
   };
 }
