@@ -10,6 +10,7 @@ import { connect as h2connect } from 'node:http2';
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { decodeProtectedHeader } from 'jose';
 import { Agent, request } from 'undici';
 import { loadConfigFile } from '../src/config/load.js';
 import { startSidecar, type Sidecar } from '../src/main.js';
@@ -233,6 +234,37 @@ describe('configuration reload (issue 13)', () => {
     } finally {
       await sidecar.close(0);
       await blocker.close();
+    }
+  });
+
+  it('a reload keeps the DPoP key (issue 16): a DPoP route keeps its token, so no exchange is needed', async () => {
+    const file = join(dir, 'dpop.yaml');
+    const dpopRoute = (extra = '') =>
+      configText(sts, upstream, [{ name: 'orders', audience: 'aud-dpop-keep' }], ['dpop: { algorithm: ES256 }']).replace(
+        'audience: aud-dpop-keep,',
+        `audience: aud-dpop-keep, binding: dpop, dpop: { allowBearer: true },`,
+      ) + extra;
+    await writeFile(file, dpopRoute());
+    const sidecar = await start(file, []);
+    try {
+      const call = async () => {
+        const res = await request(`${sidecar.proxyUrl}/x`, { headers: { host: 'orders.internal' } });
+        assert.equal(res.statusCode, 200);
+        await res.body.dump();
+      };
+      await call();
+      // The token request proved the sidecar's DPoP key (RFC 9449 5); the key is part of the cache key.
+      const exchange = sts.received.find((r) => r.form.get('audience') === 'aud-dpop-keep')!;
+      assert.ok(decodeProtectedHeader(String(exchange.headers['dpop'])).jwk, 'the token request carries a DPoP proof');
+      await writeFile(file, dpopRoute(`\n  - { name: extra, host: extra.internal, audience: aud-dpop-extra, upstream: "${upstream.url}" }`));
+      const result = await sidecar.reload();
+      assert.equal(result.ok, true, JSON.stringify(result.problems));
+      assert.deepEqual(result.carriedRoutes, ['orders']);
+      // A new key would be a new cache key, hence another exchange.
+      await call();
+      assert.equal(exchangesFor(sts, 'aud-dpop-keep'), 1);
+    } finally {
+      await sidecar.close(0);
     }
   });
 
