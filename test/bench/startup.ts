@@ -5,12 +5,17 @@
  *     its resident set after BENCH_IDLE_MS (1000) of idle;
  *   - a bare `node` http server: spawn to its first answer, then its resident set the same way.
  * Rounds alternate the two (BENCH_STARTUP_ROUNDS, 3); the report takes medians.
+ *
+ * BENCH_CLI_ENTRIES compares entry files of the CLI in the same rounds: `name=path,...`, paths
+ * relative to the package root, e.g.
+ * `modules=dist/src/cli/main.js,bundle=dist/bundle/sts-sidecar.mjs` (scripts/bundle.mjs). The
+ * first is the `sidecar` row of the issue's table; each round starts them in a rotated order.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENTRYPOINT_NODE_FLAGS } from '../../src/cli/runtime-flags.js';
 
@@ -22,11 +27,26 @@ export interface StartupSample {
 }
 
 export interface StartupResult {
+  /** The first entry's samples. */
   readonly sidecar: StartupSample[];
   readonly bareNode: StartupSample[];
+  /** Every entry file measured (BENCH_CLI_ENTRIES), in the same rounds. */
+  readonly entries: Array<{ readonly name: string; readonly file: string; readonly samples: StartupSample[] }>;
 }
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** BENCH_CLI_ENTRIES (`name=path,...`, relative to the package root); default tsc's output, module by module. */
+export function cliEntries(spec = process.env['BENCH_CLI_ENTRIES'] ?? 'modules=dist/src/cli/main.js'): Array<{ name: string; file: string }> {
+  return spec
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean)
+    .map((e) => {
+      const [name, path] = e.includes('=') ? [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)] : [e, e];
+      return { name, file: isAbsolute(path) ? path : join(ROOT, path) };
+    });
+}
 const BARE_SERVER = "require('node:http').createServer((q, r) => r.end('ok')).listen(Number(process.argv[1]), '127.0.0.1')";
 
 async function freePort(): Promise<number> {
@@ -78,7 +98,8 @@ async function measure(args: string[], port: number, path: string, idleMs: numbe
 }
 
 export async function runStartupBench(options: { stsTokenUrl: string; upstreamUrl: string; dir: string; rounds: number; idleMs: number; log: (m: string) => void }): Promise<StartupResult> {
-  const result: StartupResult = { sidecar: [], bareNode: [] };
+  const entries = cliEntries().map((e) => ({ ...e, samples: [] as StartupSample[] }));
+  const result: StartupResult = { sidecar: entries[0]!.samples, bareNode: [], entries };
   for (let round = 0; round < options.rounds; round++) {
     const adminPort = await freePort();
     const config = join(options.dir, `startup-${round}.yaml`);
@@ -95,14 +116,44 @@ export async function runStartupBench(options: { stsTokenUrl: string; upstreamUr
       ].join('\n'),
     );
     const flags = process.env['BENCH_SIDECAR_FLAGS'] === '0' ? [] : ENTRYPOINT_NODE_FLAGS;
-    const s = await measure([...flags, CLI, 'run', '--config', config], adminPort, '/readyz', options.idleMs);
-    result.sidecar.push(s);
+    const parts: string[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[(i + round) % entries.length]!;
+      const s = await measure([...flags, entry.file, 'run', '--config', config], adminPort, '/readyz', options.idleMs);
+      entry.samples.push(s);
+      parts.push(`${entries.length > 1 ? entry.name : 'sidecar'} ready in ${s.readyMs.toFixed(0)} ms, idle RSS ${(s.idleRssBytes / 1048576).toFixed(1)} MB`);
+    }
     const barePort = await freePort();
     const b = await measure(['-e', BARE_SERVER, String(barePort)], barePort, '/', options.idleMs);
     result.bareNode.push(b);
-    options.log(`start-up round ${round + 1}: sidecar ready in ${s.readyMs.toFixed(0)} ms, idle RSS ${(s.idleRssBytes / 1048576).toFixed(1)} MB; bare node ${b.readyMs.toFixed(0)} ms, ${(b.idleRssBytes / 1048576).toFixed(1)} MB`);
+    options.log(`start-up round ${round + 1}: ${parts.join('; ')}; bare node ${b.readyMs.toFixed(0)} ms, ${(b.idleRssBytes / 1048576).toFixed(1)} MB`);
   }
   return result;
+}
+
+/** One row per entry file (medians of the rounds), when BENCH_CLI_ENTRIES names more than one. */
+export function startupEntriesReport(result: StartupResult): string[] {
+  if (result.entries.length < 2) return [];
+  const bareMs = median(result.bareNode.map((s) => s.readyMs));
+  const bareRss = median(result.bareNode.map((s) => s.idleRssBytes));
+  const f = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '-');
+  const rows = result.entries.map((e) => {
+    const ready = median(e.samples.map((s) => s.readyMs));
+    const rss = median(e.samples.map((s) => s.idleRssBytes));
+    return [
+      e.name,
+      f(ready),
+      `+${f(ready - bareMs)}`,
+      f(rss / 1048576, 1),
+      f(median(e.samples.map((s) => s.idleRssAnonBytes)) / 1048576, 1),
+      e.samples.map((s) => `${f(s.readyMs)}/${f(s.idleRssBytes / 1048576, 1)}`).join(' '),
+    ];
+  });
+  rows.push(['bare node http server', f(bareMs), '', f(bareRss / 1048576, 1), f(median(result.bareNode.map((s) => s.idleRssAnonBytes)) / 1048576, 1), '']);
+  const header = ['entry (start-up part, medians)', 'ready ms', 'over bare', 'idle RSS MB', 'anon MB', 'per round ms/MB'];
+  const text = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...text.map((r) => r[i]!.length)));
+  return ['', ...text.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '))];
 }
 
 export function median(values: readonly number[]): number {
