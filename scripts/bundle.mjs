@@ -1,31 +1,38 @@
 #!/usr/bin/env node
 /**
- * One bundled ES module for the CLI (issue 15): esbuild over tsc's output (dist/src/cli/main.js),
- * every production dependency inlined, node's built-ins left as imports.
+ * The CLI as one bundled ES module (issue 15): esbuild over tsc's output (dist/src/cli/main.js),
+ * every production dependency inlined, node's built-ins left as imports. Measured against
+ * dist/src's ~300 modules in docs/benchmarks.md; why in docs/design.md "Footprint".
  *
- *   node scripts/bundle.mjs [--outdir DIR] [--no-minify] [--single]      (after `npm run build`)
+ *   node scripts/bundle.mjs [--outdir DIR] [--no-minify] [--split]      (after `npm run build`)
+ *
+ * Output (default dist/bundle/): `sts-sidecar.mjs`, everything `run`, `check-config` and
+ * `token` need in one file; `dev/`, the development commands (status, inject, dev-sts and the
+ * demo), which src/cli/main.ts imports on use, as their own bundle with its own copy of the
+ * shared code (each runs alone in its process). The directory needs nothing else: no
+ * node_modules, no dist/src, no package.json.
+ * `--split` instead lets esbuild split shared code into chunks (the run path is then 9 files);
+ * kept for measuring.
  *
  * - src/http/undici.ts loads undici's files through `createRequire(import.meta.url)`, which
- *   esbuild does not follow; the plugin below turns those calls into plain `require()` for the
- *   bundle, so the same 26 files are inlined and the rest of undici stays out.
- * - The development commands (dev-sts, demo, status, inject) are dynamic `import()`s in
- *   src/cli/main.ts; with `splitting` they become chunks next to the entry, loaded only when used.
- *   `--single` instead leaves them out of the bundle (one file), importing tsc's output in
- *   dist/src/ (a second copy of the modules, for a command that runs alone in its process).
+ *   esbuild does not follow; the plugin turns those calls into plain `require()`, so the same
+ *   files are inlined and the rest of undici stays out.
+ * - src/version.ts reads package.json at run time; the bundle carries the version instead.
  * - CommonJS dependencies (undici, pino, prom-client) `require` node's built-ins: the banner gives
- *   the module a `require`.
- * - src/version.ts reads `../../package.json` from its own URL: dist/bundle/ sits two levels
- *   below the package root like dist/src/, so it finds the same file.
+ *   each output file a `require`.
  */
 import { build } from 'esbuild';
 import { readFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
-const outdir = args.includes('--outdir') ? args[args.indexOf('--outdir') + 1] : `${root}dist/bundle`;
+const outdir = args.includes('--outdir') ? args[args.indexOf('--outdir') + 1] : join(root, 'dist', 'bundle');
 const minify = !args.includes('--no-minify');
-const single = args.includes('--single');
+const split = args.includes('--split');
+const version = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).version;
+const srcDir = join(root, 'dist', 'src');
 
 /** src/http/undici.js: `load('undici/...')` through createRequire becomes `require('undici/...')`. */
 const undiciByPath = {
@@ -40,35 +47,51 @@ const undiciByPath = {
   },
 };
 
-/** --single: main.js's dynamic imports of the development commands stay imports of dist/src/. */
-const devCommandsExternal = {
-  name: 'dev-commands-external',
+/** src/version.js: the version, fixed at build time. */
+const inlineVersion = {
+  name: 'inline-version',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]dist[\\/]src[\\/]version\.js$/ }, () => ({
+      contents: `/** The package version (inlined by scripts/bundle.mjs). */\nexport const VERSION = ${JSON.stringify(version)};\n`,
+      loader: 'js',
+    }));
+  },
+};
+
+/** main.js's dynamic imports (the development commands) -> `./dev/<file>.mjs`, built below. */
+const devEntries = {};
+const devCommandsApart = {
+  name: 'dev-commands-apart',
   setup(b) {
     b.onResolve({ filter: /^\.\.?\// }, (a) => {
       if (a.kind !== 'dynamic-import' || !/[\\/]dist[\\/]src[\\/]cli[\\/]main\.js$/.test(a.importer)) return undefined;
-      const target = fileURLToPath(new URL(a.path, `file://${a.importer}`));
-      return { path: `../src/${target.slice(`${root}dist/src/`.length)}`, external: true };
+      const target = join(a.resolveDir, a.path);
+      const name = relative(srcDir, target).replace(/\.js$/, '').replace(/[\\/]/g, '-');
+      devEntries[name] = target;
+      return { path: `./dev/${name}.mjs`, external: true };
     });
   },
 };
 
-const result = await build({
-  entryPoints: { 'sts-sidecar': `${root}dist/src/cli/main.js` },
-  outdir,
-  outExtension: { '.js': '.mjs' },
+const common = {
   bundle: true,
-  splitting: !single,
   format: 'esm',
   platform: 'node',
   target: 'node20',
   minify,
   legalComments: 'none',
-  // Chunks next to the entry: version.ts's '../../package.json' must resolve from any of them.
-  chunkNames: '[name]-[hash]',
+  outExtension: { '.js': '.mjs' },
   banner: { js: "import { createRequire as __bundleCreateRequire } from 'node:module'; const require = __bundleCreateRequire(import.meta.url);" },
-  plugins: single ? [undiciByPath, devCommandsExternal] : [undiciByPath],
   metafile: true,
   logLevel: 'warning',
-});
-const outputs = Object.entries(result.metafile.outputs).map(([file, o]) => `${file} ${(o.bytes / 1024).toFixed(0)} KiB`);
-process.stderr.write(`bundle: ${Object.keys(result.metafile.inputs).length} inputs -> ${outputs.length} files${minify ? '' : ' (not minified)'}\n  ${outputs.join('\n  ')}\n`);
+};
+const entryPoints = { 'sts-sidecar': join(srcDir, 'cli', 'main.js') };
+const results = [];
+if (split) {
+  results.push(await build({ ...common, entryPoints, outdir, splitting: true, plugins: [undiciByPath, inlineVersion] }));
+} else {
+  results.push(await build({ ...common, entryPoints, outdir, plugins: [undiciByPath, inlineVersion, devCommandsApart] }));
+  results.push(await build({ ...common, entryPoints: devEntries, outdir: join(outdir, 'dev'), splitting: true, plugins: [undiciByPath, inlineVersion] }));
+}
+const outputs = results.flatMap((r) => Object.entries(r.metafile.outputs)).map(([file, o]) => `${file} ${(o.bytes / 1024).toFixed(0)} KiB`);
+process.stderr.write(`bundle: ${outputs.length} files${minify ? '' : ' (not minified)'}${split ? ' (split)' : ''}\n  ${outputs.slice(0, 3).join('\n  ')}${outputs.length > 3 ? '\n  ...' : ''}\n`);
