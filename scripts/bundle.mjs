@@ -18,11 +18,13 @@
  *   esbuild does not follow; the plugin turns those calls into plain `require()`, so the same
  *   files are inlined and the rest of undici stays out.
  * - src/version.ts reads package.json at run time; the bundle carries the version instead.
+ * - Development dependencies (@grpc/grpc-js for the demo) are not inlined: imported on use from
+ *   node_modules when installed, as dist/src does; `run` never reaches them.
  * - CommonJS dependencies (undici, pino, prom-client) `require` node's built-ins: the banner gives
  *   each output file a `require`.
  */
 import { build } from 'esbuild';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,7 +33,10 @@ const args = process.argv.slice(2);
 const outdir = args.includes('--outdir') ? args[args.indexOf('--outdir') + 1] : join(root, 'dist', 'bundle');
 const minify = !args.includes('--no-minify');
 const split = args.includes('--split');
-const version = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).version;
+const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
+const version = pkg.version;
+/** Development dependencies stay imports: the demo loads @grpc/grpc-js on use when installed (a checkout), as from dist/src. */
+const external = Object.keys(pkg.devDependencies ?? {}).flatMap((name) => [name, `${name}/*`]);
 const srcDir = join(root, 'dist', 'src');
 
 /** src/http/undici.js: `load('undici/...')` through createRequire becomes `require('undici/...')`. */
@@ -82,9 +87,12 @@ const common = {
   legalComments: 'none',
   outExtension: { '.js': '.mjs' },
   banner: { js: "import { createRequire as __bundleCreateRequire } from 'node:module'; const require = __bundleCreateRequire(import.meta.url);" },
+  external,
   metafile: true,
   logLevel: 'warning',
 };
+// The script owns its output directory: chunks of an earlier build (other hashes) go.
+await rm(outdir, { recursive: true, force: true });
 const entryPoints = { 'sts-sidecar': join(srcDir, 'cli', 'main.js') };
 const results = [];
 if (split) {
