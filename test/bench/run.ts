@@ -40,7 +40,7 @@ import { runLoad, type LoadResult } from './load.js';
 import { cpuAffinity, cpuSnapshot, machineUsage, type MachineUsage } from './machine.js';
 import { fmt, mb, table } from './report.js';
 import { startStsStub, type StsStub } from './sts-stub.js';
-import { median, runStartupBench, type StartupResult } from './startup.js';
+import { median, runStartupBench, startupEntriesReport, type StartupResult } from './startup.js';
 import { footprintReport, footprintRows, type ThroughputFigures } from './footprint-report.js';
 import { FUZZ_SOAK_SETTINGS, fuzzSeed, fuzzSoakReport, runFuzzBench, runSoak, startBenchFuzzWorld, type FuzzBenchResult, type SoakResult } from './fuzz-soak.js';
 
@@ -370,6 +370,7 @@ function report(throughput: ThroughputResult | undefined, startup: StartupResult
   const t = throughput ? throughputReport(throughput, cpuModel) : undefined;
   const out = [...(t?.lines ?? [])];
   out.push(...fuzzSoakReport(issue10.seed, issue10.fuzz, issue10.soak));
+  if (startup) out.push(...startupEntriesReport(startup));
   const soakPeak = issue10.soak ? Math.max(...issue10.soak.figures.map((f) => f.rssBytes)) : undefined;
   const footprint = footprintRows(t?.figures, startup, soakPeak);
   out.push('');
