@@ -6,7 +6,6 @@
  */
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { find, kustomize, podSpecOf, relativeToRepo, repoPath, type Obj } from './helpers/manifests.js';
@@ -150,13 +149,14 @@ describe('Dockerfile', () => {
     ignored = dockerignore(await readFile(repoPath('.dockerignore'), 'utf8'));
   });
 
-  it('is multi-stage: a build stage with dev dependencies, a production-dependencies stage, a runtime stage', () => {
-    assert.ok(stages.length >= 3, `${stages.length} stages`);
+  it('is multi-stage: a build stage with dev dependencies that compiles and bundles, a runtime stage', () => {
+    assert.ok(stages.length >= 2, `${stages.length} stages`);
     const build = stages.find((s) => s.name === 'build');
     assert.ok(build, 'a stage named build');
     const runs = build.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args);
     assert.ok(runs.some((r) => /\bnpm ci\b/.test(r) && !/--omit=dev/.test(r)), 'build installs dev dependencies (TypeScript)');
     assert.ok(runs.some((r) => /\bnpm run build\b/.test(r)), 'build compiles');
+    assert.ok(runs.some((r) => /\bnode scripts\/bundle\.mjs\b/.test(r)), 'build bundles the CLI (issue 15)');
   });
 
   it('runs on an LTS Node.js line that is not end-of-life, the one CI also tests on', async () => {
@@ -179,24 +179,18 @@ describe('Dockerfile', () => {
     for (const c of copiesOf(runtime)) assert.ok(c.from, `COPY ${c.sources.join(' ')} copies from the build context`);
   });
 
-  it('runtime stage: node_modules only from a stage that installed production dependencies, dist/src only from the build', () => {
+  it('runtime stage: the bundle only, from the build (no node_modules, no dist/src, no dist/test)', () => {
     const copies = copiesOf(runtime);
-    const modules = copies.filter((c) => c.sources.some((s) => s.includes('node_modules')));
-    assert.equal(modules.length, 1, 'node_modules copied once');
-    const source = stages.find((s) => s.name === modules[0]!.from);
-    assert.ok(source, `stage ${String(modules[0]!.from)}`);
-    const runs = source.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args);
-    assert.ok(runs.some((r) => /\bnpm ci\b.*--omit=dev/.test(r)), `stage ${String(source.name)} runs npm ci --omit=dev`);
-    assert.ok(!runs.some((r) => /\bnpm (ci|install)\b/.test(r) && !/--omit=dev/.test(r)), 'and nothing else');
-    assert.notEqual(source.name, 'build');
+    assert.deepEqual(copies.filter((c) => c.sources.some((s) => s.includes('node_modules'))), [], 'the bundle carries its dependencies');
     const dist = copies.filter((c) => c.sources.some((s) => s.includes('dist')));
-    assert.deepEqual(dist.flatMap((c) => c.sources), ['/src/dist/src'], 'dist/src only: no dist/test');
+    assert.deepEqual(dist.flatMap((c) => c.sources), ['/src/dist/bundle'], 'dist/bundle only');
+    assert.ok(dist.every((c) => c.from === 'build'));
   });
 
   it('ENTRYPOINT (exec form) runs the bin, which the build produces; CMD runs the config the k8s manifests mount', async () => {
     const entrypoint = execForm(runtime, 'ENTRYPOINT');
     const workdir = runtime.instructions.filter((i) => i.keyword === 'WORKDIR').at(-1)?.args ?? '/';
-    const script = entrypoint.find((a) => a.endsWith('.js'))!;
+    const script = entrypoint.find((a) => /\.m?js$/.test(a))!;
     assert.ok(script, 'the entrypoint names a script');
     // Issue 15: the node flags the memory sizing assumes (V8 reads them only from the command line).
     for (const flag of ENTRYPOINT_NODE_FLAGS) assert.ok(entrypoint.indexOf(flag) > 0 && entrypoint.indexOf(flag) < entrypoint.indexOf(script), `ENTRYPOINT passes ${flag} to node`);
@@ -205,11 +199,12 @@ describe('Dockerfile', () => {
     assert.ok(copy?.from === 'build', `${script} is copied from the build stage`);
     const inBuild = posix.join(copy.sources[0]!, script.slice(posix.join(workdir, copy.dest).length));
     const built = repoPath(posix.relative('/src', inBuild));
-    assert.equal(relativeToRepo(built), 'dist/src/cli/main.js');
-    assert.ok(existsSync(built), `${relativeToRepo(built)} exists after npm run build`);
+    // The bundle of the package bin (dist/src/cli/main.js), built by scripts/bundle.mjs.
+    assert.equal(relativeToRepo(built), 'dist/bundle/sts-sidecar.mjs');
+    const bundler = await readFile(repoPath('scripts', 'bundle.mjs'), 'utf8');
+    assert.match(bundler, /sts-sidecar\.mjs/);
     const pkg = JSON.parse(await readFile(repoPath('package.json'), 'utf8')) as { bin: Record<string, string> };
-    assert.equal(pkg.bin['sts-sidecar'], 'dist/src/cli/main.js', 'the same file as the package bin');
-    assert.ok(copiesOf(runtime).some((c) => c.sources.includes('/src/package.json')), 'package.json ("type": "module", version) is copied');
+    assert.equal(pkg.bin['sts-sidecar'], 'dist/src/cli/main.js', 'npm users keep the modules; the image runs their bundle');
 
     const cmd = execForm(runtime, 'CMD');
     assert.equal(cmd[0], 'run');
