@@ -7,11 +7,10 @@
 import type { DestinationStream } from 'pino';
 import { createAdmin, listenerList, metricsFromConfig } from './admin/from-config.js';
 import { createReloadMetrics } from './admin/reload-metrics.js';
-import { routeProfile } from './admin/sts-results.js';
 import { logListening } from './admin/startup-log.js';
 import type { TokenProvider } from './cache/token-provider.js';
 import { checkConfigFiles } from './config/check-files.js';
-import type { Config, LogLevel } from './config/schema.js';
+import { DEFAULT_STS_PROFILE, type Config, type LogLevel } from './config/schema.js';
 import type { EndpointName } from './endpoints/index.js';
 import { buildGeneration, type ServingGeneration, type Shared } from './generation.js';
 import { watchConfigFile } from './lifecycle/config-watch.js';
@@ -66,7 +65,7 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
   const current = () => serving!;
   const metrics = metricsFromConfig(config, (route) => {
     const r = current().config.routes.find((c) => c.name === route);
-    return r ? routeProfile(r) : 'default';
+    return r?.sts ?? DEFAULT_STS_PROFILE;
   });
   let accepting = true;
   // Issue 10 item 10: no relay back into any listener; item 11: with allowNonLoopback, other

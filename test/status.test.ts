@@ -17,7 +17,7 @@ import { eventually } from './helpers/eventually.js';
 import { certificateThumbprint } from '../src/tls/thumbprint.js';
 import { wantsText } from '../src/admin/server.js';
 import { statusReport, type StatusReport } from '../src/admin/status.js';
-import { createStsResults, routeProfile } from '../src/admin/sts-results.js';
+import { createStsResults } from '../src/admin/sts-results.js';
 import { parseConfig } from '../src/config/load.js';
 import { StsError } from '../src/errors.js';
 
@@ -189,7 +189,7 @@ describe('/status (issue 13)', () => {
   });
 
   test('the config generation comes from configInfo; STS results are kept per profile, `default` when a route names none', () => {
-    const results = createStsResults((route) => (route === 'g' ? routeProfile({ sts: 'google' }) : routeProfile({})), () => Date.parse('2026-01-01T00:00:00Z'));
+    const results = createStsResults((route) => (route === 'g' ? 'google' : 'default'), () => Date.parse('2026-01-01T00:00:00Z'));
     const observer = results.observe({});
     observer.exchanged?.('g', 0.1);
     observer.exchanged?.('o', 0.1, new StsError('ERR_STS_TIMEOUT', 'timed out'));

@@ -6,13 +6,13 @@
 import type { RequestListener } from 'node:http';
 import { Gauge } from 'prom-client';
 import type { RouteTokenStatus } from '../cache/token-provider.js';
-import type { Config } from '../config/schema.js';
+import { DEFAULT_STS_PROFILE, type Config } from '../config/schema.js';
 import type { WorkloadIdentity } from '../tls/identity.js';
 import { createMetrics, type SidecarMetrics } from './metrics.js';
 import { METRIC_PREFIX } from './names.js';
 import { createAdminHandler } from './server.js';
 import { statusReport, type ConfigInfo, type ListenerInfo, type SubjectTokenInfo } from './status.js';
-import { createStsResults, routeProfile, type StsResults } from './sts-results.js';
+import { createStsResults, type StsResults } from './sts-results.js';
 import { registerStateGauges } from './state-gauges.js';
 import { effectiveBinding, stsProfileConfigs } from '../sts/profiles.js';
 
@@ -28,8 +28,8 @@ export interface AdminMetrics extends SidecarMetrics {
 /** `profileOf`: a route's STS profile now (a reload may change it); default: as in `config`. */
 export function metricsFromConfig(config: Config, profileOf?: (route: string) => string): AdminMetrics {
   const metrics = createMetrics(config.routes.map((r) => r.name));
-  const profiles = new Map(config.routes.map((r) => [r.name, routeProfile(r)]));
-  const stsResults = createStsResults(profileOf ?? ((route) => profiles.get(route) ?? 'default'));
+  const profiles = new Map(config.routes.map((r) => [r.name, r.sts]));
+  const stsResults = createStsResults(profileOf ?? ((route) => profiles.get(route) ?? DEFAULT_STS_PROFILE));
   const bindingInfo = registerBindingInfo(metrics);
   bindingInfo(config);
   return { ...metrics, tokenObserver: stsResults.observe(metrics.tokenObserver), stsResults, bindingInfo };

@@ -9,11 +9,11 @@
  */
 import { effectiveBinding, stsProfileConfigs } from '../sts/profiles.js';
 import type { RouteTokenStatus } from '../cache/token-provider.js';
-import type { Config } from '../config/schema.js';
+import { DEFAULT_STS_PROFILE, type Config } from '../config/schema.js';
 import { publicClaims } from '../log/token-claims.js';
 import type { IdentityGeneration } from '../tls/identity.js';
 import { VERSION } from '../version.js';
-import { DEFAULT_PROFILE, routeProfile, type StsResult } from './sts-results.js';
+import type { StsResult } from './sts-results.js';
 
 export interface ConfigInfo {
   /** 1 for the config the sidecar started with, +1 per applied reload. */
@@ -111,7 +111,7 @@ export function statusReport(s: StatusSources): StatusReport {
   const routes = config.routes.map((r) => routeReport(r, effectiveBinding(config, r).binding, tokens.get(r.name)));
   const accepting = s.accepting();
   const results = s.stsResults();
-  const profiles = new Set([DEFAULT_PROFILE, ...routes.map((r) => r.sts), ...Object.keys(results)]);
+  const profiles = new Set([DEFAULT_STS_PROFILE, ...routes.map((r) => r.sts), ...Object.keys(results)]);
   const urls = new Map(stsProfileConfigs(config).map((p) => [p.name, `${p.sts.url.origin}${p.sts.url.pathname}`]));
   const dpopKey = s.dpopKey?.();
   return {
@@ -138,7 +138,7 @@ function routeReport(r: Config['routes'][number], binding: string, t: RouteToken
     upstream: r.upstream ? `${r.upstream.origin}${r.upstream.pathname === '/' ? '' : r.upstream.pathname}` : null,
     upstreamProtocol: r.upstreamProtocol,
     lazy: r.lazy,
-    sts: routeProfile(r),
+    sts: r.sts,
     binding,
     token: {
       valid: t?.valid ?? false,

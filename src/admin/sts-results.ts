@@ -24,8 +24,6 @@ export interface StsResults {
   observe(observer: TokenProviderObserver): TokenProviderObserver;
 }
 
-export const DEFAULT_PROFILE = 'default';
-
 /** `profileOf`: the profile a route exchanges with. */
 export function createStsResults(profileOf: (route: string) => string, now: () => number = Date.now): StsResults {
   const results = new Map<string, StsResult>();
@@ -44,10 +42,4 @@ export function createStsResults(profileOf: (route: string) => string, now: () =
       };
     },
   };
-}
-
-/** The profile a configured route names: `routes[].sts` once named profiles exist, else `default`. */
-export function routeProfile(route: object): string {
-  const named = (route as { sts?: unknown }).sts;
-  return typeof named === 'string' && named !== '' ? named : DEFAULT_PROFILE;
 }

@@ -11,7 +11,6 @@ import { checkProfileBinding, checkRouteBindings, type BindingSettings, type Pro
 
 /** The name the top-level `sts` goes by in `routes[].sts`, logs and /status (issue 13). */
 export const DEFAULT_STS_PROFILE = 'default';
-const DEFAULT_PROFILE = DEFAULT_STS_PROFILE;
 
 function isAddress(v: unknown): v is ListenAddress {
   return typeof v === 'object' && v !== null && typeof (v as ListenAddress).port === 'number';
@@ -82,12 +81,12 @@ export function checkCrossReferences(c: Record<string, unknown>, ctx: z.Refineme
 /** Issue 16: a route's profile as the binding check needs it (unknown names are checkRouteProfiles' to report). */
 function profileLookup(c: Record<string, unknown>): ProfileLookup {
   return (sts) => {
-    const name = sts === undefined ? DEFAULT_PROFILE : sts;
+    const name = sts === undefined ? DEFAULT_STS_PROFILE : sts;
     if (typeof name !== 'string') return undefined;
     const profiles = c['stsProfiles'] as Record<string, unknown> | undefined;
-    const value = name === DEFAULT_PROFILE ? c['sts'] : typeof profiles === 'object' && profiles !== null && Object.hasOwn(profiles, name) ? profiles[name] : undefined;
+    const value = name === DEFAULT_STS_PROFILE ? c['sts'] : typeof profiles === 'object' && profiles !== null && Object.hasOwn(profiles, name) ? profiles[name] : undefined;
     if (typeof value !== 'object' || value === null) return undefined;
-    return { name, keyPath: name === DEFAULT_PROFILE ? 'sts' : `stsProfiles.${name}`, settings: value as BindingSettings };
+    return { name, keyPath: name === DEFAULT_STS_PROFILE ? 'sts' : `stsProfiles.${name}`, settings: value as BindingSettings };
   };
 }
 
@@ -97,8 +96,8 @@ function checkStsProfiles(c: Record<string, unknown>, ctx: z.RefinementCtx): voi
   const profiles = c['stsProfiles'];
   if (typeof profiles !== 'object' || profiles === null) return;
   for (const [name, profile] of Object.entries(profiles)) {
-    if (name === DEFAULT_PROFILE) {
-      ctx.addIssue({ code: 'custom', path: ['stsProfiles', name], message: `"${DEFAULT_PROFILE}" is the top-level sts: give this profile another name` });
+    if (name === DEFAULT_STS_PROFILE) {
+      ctx.addIssue({ code: 'custom', path: ['stsProfiles', name], message: `"${DEFAULT_STS_PROFILE}" is the top-level sts: give this profile another name` });
     }
     checkSts(profile, ['stsProfiles', name], c, ctx);
   }
@@ -128,10 +127,10 @@ function checkSts(value: unknown, path: PropertyKey[], c: Record<string, unknown
 /** Issue 13: `routes[].sts` names a profile that exists (the top-level `sts` is `default`). */
 function checkRouteProfiles(c: Record<string, unknown>, routes: ReadonlyArray<Record<string, unknown>>, ctx: z.RefinementCtx): void {
   const profiles = typeof c['stsProfiles'] === 'object' && c['stsProfiles'] !== null ? c['stsProfiles'] : {};
-  const known = [DEFAULT_PROFILE, ...Object.keys(profiles).filter((n) => n !== DEFAULT_PROFILE)];
+  const known = [DEFAULT_STS_PROFILE, ...Object.keys(profiles).filter((n) => n !== DEFAULT_STS_PROFILE)];
   routes.forEach((r, i) => {
     if (typeof r !== 'object' || r === null) return;
-    const name = r['sts'] ?? DEFAULT_PROFILE;
+    const name = r['sts'] ?? DEFAULT_STS_PROFILE;
     if (typeof name !== 'string') return;
     if (!known.includes(name)) ctx.addIssue({ code: 'custom', path: ['routes', i, 'sts'], message: `no STS profile "${name}"; known: ${known.join(', ')}` });
   });
