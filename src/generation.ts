@@ -63,6 +63,8 @@ export interface Generation {
   readonly dpopKeys: { current(): { readonly algorithm: string; readonly thumbprint: string } } | undefined;
   /** When this generation was built (ISO time). */
   readonly loadedAt: string;
+  /** What it keeps for the next generation: identity, interception CA, DPoP key. */
+  readonly carried: CarriedParts;
   /** Requests (and tunnels) this generation's handlers are serving now. */
   inFlight(): number;
 }
@@ -89,7 +91,7 @@ export interface ServingGeneration extends Generation {
 
 export async function buildGeneration(config: Config, number: number, shared: Shared, previous: ServingGeneration | undefined): Promise<PendingGeneration> {
   const resources = new Resources();
-  const carried = new CarriedParts(previous ? carriedOf(previous) : undefined);
+  const carried = new CarriedParts(previous?.carried);
   const inFlight = createInFlight();
   const claims = shared.pool.claims(config, inFlight);
   try {
@@ -109,8 +111,6 @@ interface Owned {
   readonly claims: ListenerClaims;
 }
 
-const CARRIED = new WeakMap<Generation, CarriedParts>();
-const carriedOf = (g: Generation) => CARRIED.get(g);
 
 async function build(config: Config, number: number, shared: Shared, own: Owned): Promise<PendingGeneration> {
   const { logger, redactor, metrics } = shared;
@@ -153,6 +153,7 @@ async function build(config: Config, number: number, shared: Shared, own: Owned)
     routeUrls: proxy.routeUrls,
     endpointUrls,
     interceptionCaCert: proxy.interceptionCaCert,
+    carried,
     inFlight: () => own.inFlight.count,
     async commit(previous, drainMs) {
       let kept: string[] = [];
@@ -179,9 +180,8 @@ async function build(config: Config, number: number, shared: Shared, own: Owned)
       await Promise.race([own.inFlight.whenIdle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, maxWaitMs)))]);
       clearTimeout(timer);
       await resources.close();
-      await carried.retire(next ? carriedOf(next) : undefined);
+      await carried.retire(next?.carried);
     },
   };
-  CARRIED.set(generation, carried);
   return generation;
 }
