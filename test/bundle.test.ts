@@ -17,6 +17,7 @@ import { request } from 'undici';
 import { eventually } from './helpers/eventually.js';
 import { startFakeSts } from './helpers/fake-sts.js';
 import { startUpstream } from './helpers/upstream.js';
+import { walrusRunConfig } from './helpers/cli.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -73,18 +74,7 @@ describe('bundle (scripts/bundle.mjs)', () => {
   it('run exchanges at the STS, proxies a request with the token, starts no worker thread and drains on SIGTERM', async () => {
     const sts = await startFakeSts();
     const upstream = await startUpstream();
-    await writeFile(
-      config,
-      [
-        'proxy: { listen: "127.0.0.1:0" }',
-        'admin: { listen: "127.0.0.1:0" }',
-        'subjectToken: { value: iamtheeggman, type: "urn:ietf:params:oauth:token-type:access_token" }',
-        `sts: { url: "${sts.tokenUrl}" }`,
-        'routes:',
-        `  - { name: walrus, host: walrus.internal, upstream: "${upstream.url}" }`,
-        '',
-      ].join('\n'),
-    );
+    await writeFile(config, walrusRunConfig(sts.tokenUrl, upstream.url));
     const child = spawn(process.execPath, [BUNDLE, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       let out = '';

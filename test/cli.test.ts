@@ -13,6 +13,7 @@ import { request } from 'undici';
 import { startDevSts } from '../src/devsts/index.js';
 import { eventually } from './helpers/eventually.js';
 import { startUpstream } from './helpers/harness.js';
+import { walrusRunConfig } from './helpers/cli.js';
 
 const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const run = promisify(execFile);
@@ -49,17 +50,7 @@ describe('cli', () => {
     const upstream = await startUpstream();
     const dir = await mkdtemp(join(tmpdir(), 'sts-sidecar-cli-'));
     const config = join(dir, 'sidecar.yaml');
-    await writeFile(
-      config,
-      [
-        'proxy: { listen: "127.0.0.1:0" }',
-        'admin: { listen: "127.0.0.1:0" }',
-        'subjectToken: { value: iamtheeggman, type: "urn:ietf:params:oauth:token-type:access_token" }',
-        `sts: { url: "${sts.tokenUrl}" }`,
-        'routes:',
-        `  - { name: walrus, host: walrus.internal, upstream: "${upstream.url}" }`,
-      ].join('\n'),
-    );
+    await writeFile(config, walrusRunConfig(sts.tokenUrl, upstream.url));
     const child = spawn(process.execPath, [BIN, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       let out = '';

@@ -18,6 +18,7 @@ import { parsedLogs, startHarness, startUpstream, TOKEN_TYPE_ACCESS, type Sideca
 import { send, tempDir, type TempDir } from './helpers/loopback.js';
 import { closedWithin, getOnce, portOf, openPeer, pipelined, sample, type Peer } from './helpers/sockets.js';
 import { eventually } from './helpers/eventually.js';
+import { walrusRunConfig } from './helpers/cli.js';
 
 const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const get = (host: string, path = '/') => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
@@ -280,17 +281,7 @@ describe('SIGHUP (issue 10 item 16; issue 13: it reloads)', () => {
     const sts = await startFakeSts();
     const upstream = await startUpstream();
     const config = join(dir.path, 'sidecar.yaml');
-    await writeFile(
-      config,
-      [
-        'proxy: { listen: "127.0.0.1:0" }',
-        'admin: { listen: "127.0.0.1:0" }',
-        `subjectToken: { value: iamtheeggman, type: "${TOKEN_TYPE_ACCESS}" }`,
-        `sts: { url: "${sts.tokenUrl}" }`,
-        'routes:',
-        `  - { name: walrus, host: walrus.internal, upstream: "${upstream.url}" }`,
-      ].join('\n'),
-    );
+    await writeFile(config, walrusRunConfig(sts.tokenUrl, upstream.url));
     const child = spawn(process.execPath, [BIN, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       let out = '';

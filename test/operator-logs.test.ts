@@ -18,6 +18,7 @@ import { eventually } from './helpers/eventually.js';
 import { createLogger } from '../src/log/logger.js';
 import { prettyLine } from '../src/log/pretty.js';
 import { StsError } from '../src/errors.js';
+import { runCli } from './helpers/cli.js';
 
 const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
@@ -140,7 +141,7 @@ describe('operator logs (issue 13)', () => {
         'routes: [{ name: orders, host: orders.test, upstream: "http://127.0.0.1:9" }]',
       ].join('\n'),
     );
-    const invalid = await runBin(['run', '--config', config, '--log-level', 'loud']);
+    const invalid = await runCli(['run', '--config', config, '--log-level', 'loud']);
     assert.equal(invalid.code, 2);
     assert.match(invalid.stderr, /"loud"/);
 
@@ -158,12 +159,3 @@ describe('operator logs (issue 13)', () => {
     assert.equal(await exit, 0);
   });
 });
-
-function runBin(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('exit', (code) => resolve({ code, stderr }));
-  });
-}

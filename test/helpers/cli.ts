@@ -29,3 +29,19 @@ export function runCli(args: readonly string[], options: { env?: Record<string, 
     });
   });
 }
+
+/**
+ * The smallest config `sts-sidecar run` serves traffic with: the seed's subject token, one STS,
+ * one route (`walrus.internal` on the shared proxy listener), every listener on port 0.
+ */
+export function walrusRunConfig(stsTokenUrl: string, upstreamUrl: string): string {
+  return [
+    'proxy: { listen: "127.0.0.1:0" }',
+    'admin: { listen: "127.0.0.1:0" }',
+    'subjectToken: { value: iamtheeggman, type: "urn:ietf:params:oauth:token-type:access_token" }',
+    `sts: { url: "${stsTokenUrl}" }`,
+    'routes:',
+    `  - { name: walrus, host: walrus.internal, upstream: "${upstreamUrl}" }`,
+    '',
+  ].join('\n');
+}
