@@ -63,3 +63,24 @@ export async function bigMessagesCross(client: EchoClient): Promise<void> {
   assert.deepEqual(bidi.value.map((r) => r.receivedBytes), [4 * MiB, 0]);
   assert.ok(bidi.value.every((r) => isPayload(r.payload, 4 * MiB)));
 }
+
+/** Bidirectional ping-pong: each request is sent only after the previous reply arrived. */
+export async function bidiPingPongCrosses(client: EchoClient): Promise<void> {
+  const reqs = ['one', 'two', 'three', 'four'].map((message) => ({ message, responseSize: 3 }));
+  const { value, headers, trailers } = await client.bidi(reqs);
+  assert.deepEqual(value.map((r) => [r.index, r.message]), [[0, 'one'], [1, 'two'], [2, 'three'], [3, 'four']]);
+  assert.deepEqual(headers.get('x-echo-method'), ['Bidi']);
+  assert.deepEqual(trailers.get('x-echo-trailer'), ['done']);
+}
+
+/**
+ * grpc-timeout ends a call the server holds for `delayMs` with DEADLINE_EXCEEDED within
+ * `withinMs`, and the server sees it cancelled (not answered after its delay).
+ */
+export async function deadlineCancelsSlowCall(client: EchoClient, server: TestGrpcServer, { delayMs, withinMs }: { delayMs: number; withinMs: number }): Promise<void> {
+  const started = Date.now();
+  const err = await callError(client.unary({ delayMs }, { deadlineMs: 300 }));
+  assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED);
+  assert.ok(Date.now() - started < withinMs, 'ended at the deadline, not after the delay');
+  assert.equal(await server.calls.at(-1)!.outcome, 'cancelled');
+}
