@@ -71,9 +71,17 @@ export function createReloader({ target, file, logger, observer, checkFiles }: R
     }
   }
 
+  /** A reload from the file that has not started yet: later asks join it (it reads the file when it starts). */
+  let pendingFromFile: Promise<ReloadResult> | undefined;
   return {
     reload(config) {
-      const next = queue.then(() => attempt(config));
+      // Bounded: a file rewritten many times while a reload runs queues one more read, not one per write.
+      if (!config && pendingFromFile) return pendingFromFile;
+      const next = queue.then(() => {
+        if (!config) pendingFromFile = undefined;
+        return attempt(config);
+      });
+      if (!config) pendingFromFile = next;
       queue = next.catch(() => undefined);
       return next;
     },

@@ -268,6 +268,21 @@ describe('configuration reload (issue 13)', () => {
     }
   });
 
+  it('reloads asked faster than they run are bounded: one read of the file is queued, not one per ask', async () => {
+    const file = join(dir, 'burst.yaml');
+    await writeFile(file, configText(sts, upstream, [{ name: 'orders', audience: 'aud-burst' }]));
+    const sidecar = await start(file, []);
+    try {
+      const results = await Promise.all(Array.from({ length: 50 }, () => sidecar.reload()));
+      assert.ok(results.every((r) => r.ok));
+      assert.equal(sidecar.generation, 2);
+      const metrics = await (await request(`${sidecar.adminUrl}/metrics`)).body.text();
+      assert.match(metrics, /sts_sidecar_config_reloads_total\{result="success"\} 1/);
+    } finally {
+      await sidecar.close(0);
+    }
+  });
+
   it('a kubelet-style ConfigMap swap (..data symlink) is picked up without a signal', async () => {
     const mount = join(dir, 'configmap');
     await mkdir(join(mount, '..2026_12_03_01'), { recursive: true });
